@@ -1,0 +1,1 @@
+"""Scheduling policies for balloon-gym (installed as ``balloon_gym.agents``)."""

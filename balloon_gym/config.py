@@ -1,0 +1,348 @@
+"""Validated, frozen scenario configuration.
+
+A scenario is a YAML file (see ``configs/scenarios/``) loaded with ``yaml.safe_load`` and
+validated into the frozen models below. Every field carries its unit in its name or description,
+a default and a bound. Unknown keys, wrong types and out-of-range values are rejected with a
+:class:`ConfigError` whose message names the field path (``guests[1].driver.kind``) and the fix.
+
+Defaults marked (src) come from the public record; see ``docs/model.md`` for the sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DriverConfig",
+    "GuestConfig",
+    "HostConfig",
+    "RewardConfig",
+    "ScenarioConfig",
+    "WorkloadConfig",
+    "load_scenario_file",
+    "parse_scenario",
+]
+
+
+class ConfigError(ValueError):
+    """A scenario file or dict failed validation; the message names each field and its fix."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class HostConfig(_Frozen):
+    """The physical host: machine memory, hypervisor reservation, pCPUs, host swap."""
+
+    mem_mib: float = Field(65536.0, gt=0, le=2**24, description="Machine memory, MiB.")
+    reserved_mib: float = Field(
+        1024.0, ge=0, le=2**22, description="Memory kept by the hypervisor itself, MiB."
+    )
+    pcpus: float = Field(16.0, gt=0, le=1024, description="Physical CPUs shared by guests.")
+    swap_out_mib_s: float = Field(
+        200.0, gt=0, le=1e5, description="Host swap-out rate in the hard state, MiB/s."
+    )
+    swap_in_mib_s: float = Field(
+        200.0, gt=0, le=1e5, description="Host swap-in rate (host faults served), MiB/s."
+    )
+    fault_s: float = Field(
+        2e-4, ge=0, le=1.0, description="Stall per host-swapped page a guest touches, s (src)."
+    )
+    sampling: bool = Field(
+        True, description="ESX-style statistical sampling of each guest's active fraction."
+    )
+    sample_pages: int = Field(
+        100, ge=1, le=10000, description="Pages sampled per sampling period (src: ESX 100)."
+    )
+    sample_period_s: float = Field(
+        30.0, gt=0, le=3600, description="Sampling period of the active-memory estimate, s (src)."
+    )
+
+
+class DriverConfig(_Frozen):
+    """The balloon driver inside a guest (DESIGN 3.3)."""
+
+    kind: Literal["kernel", "user"] = Field(
+        "kernel",
+        description="kernel: pinned pages (virtio, vmmemctl); user: an ordinary process "
+        "whose pages the guest may swap (claim 9).",
+    )
+    rate_adaptive: bool = Field(
+        True, description="Never ask faster than the guest's reservation change rate (claim 8)."
+    )
+    alloc_mib_s: float = Field(
+        1024.0, gt=0, le=1e6, description="Inflation rate from guest-free pages, MiB/s."
+    )
+    free_mib_s: float = Field(
+        2048.0, gt=0, le=1e6, description="Deflation rate (pages given back), MiB/s."
+    )
+    max_request_mib_s: float = Field(
+        1024.0, gt=0, le=1e6, description="Rate a naive driver asks at regardless, MiB/s."
+    )
+    stall_s_per_mib: float = Field(
+        0.02, ge=0, le=10, description="Guest time lost per MiB a naive driver asks in vain, s."
+    )
+    user_speed: float = Field(
+        0.25, gt=0, le=1, description="Speed of a user-level driver relative to a kernel one."
+    )
+    max_balloon_frac: float = Field(
+        0.65, ge=0, le=0.95, description="Balloon cap as a fraction of guest memory (src 65 %)."
+    )
+    present: bool = Field(True, description="False: no driver installed; the balloon never moves.")
+    outage_start_s: float = Field(
+        -1.0, ge=-1, le=1e7, description="Start of a scheduled outage, s from reset; -1 = none."
+    )
+    outage_duration_s: float = Field(
+        0.0, ge=0, le=1e7, description="Length of each outage (scheduled or random), s."
+    )
+    outage_rate_per_h: float = Field(
+        0.0, ge=0, le=3600, description="Random outages per hour of driver uptime."
+    )
+
+
+WORKLOAD_KIND_DEFAULTS: dict[str, dict[str, float]] = {
+    "constant": {},
+    "diurnal": {"diurnal_amp": 0.5},
+    "bursty": {"burst_mult": 2.0},
+    "phases": {"phase_mean_s": 600.0},
+    "leak": {"leak_mib_s": 0.5},
+    "idle": {"wss_frac": 0.03, "cpu_vcpus": 0.05},
+}
+"""Defaults each workload kind sets for the fields it is about (a file's own values win)."""
+
+
+class WorkloadConfig(_Frozen):
+    """Demand process of one guest (DESIGN 3.6).
+
+    Every kind is the same vectorised formula with different parameters; ``kind`` only picks
+    the defaults documented in ``docs/model.md``. Level at time t:
+    ``level = (1 + diurnal_amp * sin(2 pi (t / period + phase))) * (burst_mult if on else 1)``
+    ``* phase_level``; ``anon = anon_mib * level + leak``, ``wss = wss_frac * anon``,
+    ``cpu = cpu_vcpus * level``.
+    """
+
+    kind: Literal["constant", "diurnal", "bursty", "phases", "leak", "idle"] = "constant"
+    anon_mib: float = Field(2048.0, ge=0, le=2**22, description="Base anonymous footprint, MiB.")
+    wss_frac: float = Field(
+        0.6, ge=0, le=1, description="Hot fraction of the anonymous footprint (touched each step)."
+    )
+    cache_mib: float = Field(
+        512.0, ge=0, le=2**22, description="Page cache the workload wants, MiB."
+    )
+    cpu_vcpus: float = Field(1.0, ge=0, le=1024, description="Base CPU demand, vCPUs.")
+    diurnal_amp: float = Field(0.0, ge=0, le=0.95, description="Relative amplitude of the sine.")
+    diurnal_period_s: float = Field(3600.0, gt=0, le=1e7, description="Period of the sine, s.")
+    diurnal_phase: float = Field(
+        0.0, ge=0, le=1, description="Phase of the sine as a fraction of the period."
+    )
+    phase_jitter: float = Field(
+        0.0, ge=0, le=1, description="Random extra phase per episode, fraction of the period."
+    )
+    burst_mult: float = Field(1.0, ge=1, le=20, description="Demand multiplier while bursting.")
+    burst_on_s: float = Field(120.0, gt=0, le=1e7, description="Mean length of a burst, s.")
+    burst_off_s: float = Field(600.0, gt=0, le=1e7, description="Mean time between bursts, s.")
+    phase_mean_s: float = Field(
+        0.0, ge=0, le=1e7, description="Mean time between phase changes, s; 0 = never."
+    )
+    phase_low: float = Field(0.5, gt=0, le=10, description="Lowest level after a phase change.")
+    phase_high: float = Field(1.5, gt=0, le=10, description="Highest level after a phase change.")
+    leak_mib_s: float = Field(0.0, ge=0, le=1e4, description="Anonymous memory leak, MiB/s.")
+    oom_restart_frac: float = Field(
+        0.5, gt=0, le=1, description="Footprint right after an OOM kill, fraction of normal."
+    )
+    oom_recover_s: float = Field(
+        300.0, gt=0, le=1e6, description="Time for the footprint to recover after an OOM, s."
+    )
+    touch_mib_s: float = Field(
+        0.0, ge=0, le=1e6, description="Extra cold-page touches, MiB/s (0 = hot set only)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """Fill the fields a kind is about with its defaults, where the file leaves them out."""
+        if isinstance(data, dict) and data.get("kind") in WORKLOAD_KIND_DEFAULTS:
+            return {**WORKLOAD_KIND_DEFAULTS[data["kind"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_phase_range(self) -> WorkloadConfig:
+        if self.phase_low > self.phase_high:
+            raise ValueError("phase_low must be <= phase_high; swap the two values")
+        return self
+
+
+class GuestConfig(_Frozen):
+    """One guest VM (or ``count`` identical ones)."""
+
+    name: str = Field("guest", min_length=1, max_length=64)
+    count: int = Field(1, ge=1, le=256, description="Number of identical guests of this kind.")
+    mem_mib: float = Field(8192.0, gt=0, le=2**22, description="Configured memory, MiB.")
+    min_mib: float = Field(1024.0, gt=0, le=2**22, description="Guaranteed memory, MiB.")
+    max_mib: float | None = Field(
+        None, gt=0, le=2**22, description="Upper allocation bound, MiB; default mem_mib."
+    )
+    kernel_mib: float = Field(256.0, gt=0, le=2**20, description="Kernel and pinned memory, MiB.")
+    shares: float = Field(1000.0, gt=0, le=1e6, description="Memory and CPU shares.")
+    vcpus: int = Field(2, ge=1, le=256, description="Configured vCPUs.")
+    vcpu_change_per_step: int = Field(
+        1, ge=0, le=256, description="Most vCPUs reserved or released in one step; 0 disables."
+    )
+    vcpu_change_cost_s: float = Field(
+        0.05, ge=0, le=10, description="Guest stall per vCPU hot-(un)plugged, s (src: tens of ms)."
+    )
+    swap_mib: float = Field(4096.0, ge=0, le=2**22, description="Guest swap space, MiB.")
+    swap_out_mib_s: float = Field(100.0, gt=0, le=1e5, description="Guest swap-out rate, MiB/s.")
+    swap_in_mib_s: float = Field(100.0, gt=0, le=1e5, description="Guest swap-in rate, MiB/s.")
+    cache_reclaim_mib_s: float = Field(
+        1024.0, gt=0, le=1e6, description="Rate the guest drops page cache, MiB/s."
+    )
+    fault_s: float = Field(
+        1e-4, ge=0, le=1.0, description="Stall per guest major fault (4 KiB page), s (src: SSD)."
+    )
+    lhp_penalty: float = Field(
+        0.5, ge=0, le=10, description="SMP efficiency loss per unit of vCPU oversubscription."
+    )
+    sla: float = Field(0.0, ge=0, le=1, description="Throughput below which a step is an SLA miss.")
+    free_page_reporting: bool = Field(
+        False, description="Guest reports free pages to the host (Linux free page reporting)."
+    )
+    driver: DriverConfig = DriverConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+
+    @property
+    def max_alloc_mib(self) -> float:
+        """Upper allocation bound, MiB (``max_mib`` or ``mem_mib``)."""
+        return self.mem_mib if self.max_mib is None else self.max_mib
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> GuestConfig:
+        if self.min_mib > self.mem_mib:
+            raise ValueError(
+                f"min_mib ({self.min_mib:g}) > mem_mib ({self.mem_mib:g}); "
+                "lower min_mib or raise mem_mib"
+            )
+        if self.max_alloc_mib > self.mem_mib or self.max_alloc_mib < self.min_mib:
+            raise ValueError(
+                f"max_mib ({self.max_alloc_mib:g}) must lie in [min_mib, mem_mib] = "
+                f"[{self.min_mib:g}, {self.mem_mib:g}]"
+            )
+        if self.kernel_mib >= self.min_mib:
+            raise ValueError(
+                f"kernel_mib ({self.kernel_mib:g}) must be below min_mib ({self.min_mib:g}); "
+                "a guest needs room beyond its kernel"
+            )
+        floor = self.mem_mib * (1.0 - self.driver.max_balloon_frac)
+        if floor > self.max_alloc_mib:
+            raise ValueError(
+                f"driver.max_balloon_frac ({self.driver.max_balloon_frac:g}) leaves "
+                f"{floor:g} MiB > max_mib ({self.max_alloc_mib:g}); raise max_balloon_frac"
+            )
+        return self
+
+
+class RewardConfig(_Frozen):
+    """Named reward function and its penalty weights (DESIGN 3.5)."""
+
+    name: Literal["weighted_throughput", "mean_throughput", "sla"] = "weighted_throughput"
+    w_oom: float = Field(1.0, ge=0, le=1e3, description="Penalty per guest OOM kill.")
+    w_host_swap_gib: float = Field(0.05, ge=0, le=1e3, description="Penalty per GiB host-swapped.")
+    w_sla: float = Field(0.0, ge=0, le=1e3, description="Penalty per guest-step SLA miss.")
+
+
+class ScenarioConfig(_Frozen):
+    """A whole scenario: one host, its guests, timing, reward and action mode."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    dt_s: float = Field(10.0, gt=0, le=3600, description="Control interval, s (src: MOM 10 s).")
+    episode_steps: int = Field(360, ge=1, le=10**6, description="Steps per episode.")
+    action_mode: Literal["allocation", "delta"] = "allocation"
+    delta_frac: float = Field(
+        0.1, gt=0, le=1, description="Delta mode: largest target change a step, frac of range."
+    )
+    host: HostConfig = HostConfig()
+    reward: RewardConfig = RewardConfig()
+    guests: tuple[GuestConfig, ...] = Field(min_length=1, strict=False)
+
+    @property
+    def num_guests(self) -> int:
+        """Number of guests after expanding ``count``."""
+        return sum(g.count for g in self.guests)
+
+    def expanded_guests(self) -> list[GuestConfig]:
+        """One config per guest, ``count`` expanded, names suffixed with an index."""
+        out: list[GuestConfig] = []
+        for g in self.guests:
+            for i in range(g.count):
+                name = g.name if g.count == 1 else f"{g.name}-{i}"
+                out.append(g.model_copy(update={"name": name, "count": 1}))
+        return out
+
+    @model_validator(mode="after")
+    def _check_host_holds_minimums(self) -> ScenarioConfig:
+        need = sum(g.min_mib * g.count for g in self.guests) + self.host.reserved_mib
+        if need > self.host.mem_mib:
+            raise ValueError(
+                f"host.mem_mib ({self.host.mem_mib:g}) cannot hold the guests' min_mib plus "
+                f"host.reserved_mib ({need:g} MiB); raise host.mem_mib or lower min_mib"
+            )
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid scenario {source}:"]
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling (see docs/scenarios.md)"
+        lines.append(f"  {path or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_scenario(data: Any, source: str = "<dict>") -> ScenarioConfig:
+    """Validate a mapping into a :class:`ScenarioConfig`.
+
+    Args:
+        data: The mapping, as ``yaml.safe_load`` returns it.
+        source: Where it came from, for error messages.
+
+    Raises:
+        ConfigError: With one line per invalid field, naming its path and the fix.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"invalid scenario {source}: the top level must be a mapping of keys "
+            f"(name, host, guests, ...), got {type(data).__name__}"
+        )
+    try:
+        return ScenarioConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_scenario_file(path: str | Path) -> ScenarioConfig:
+    """Load and validate one scenario YAML file.
+
+    Raises:
+        ConfigError: If the file is missing, is not valid YAML or fails validation.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file {path} does not exist") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"scenario file {path} is not valid YAML: {err}") from None
+    return parse_scenario(data, source=str(path))

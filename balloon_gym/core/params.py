@@ -1,0 +1,294 @@
+"""Params: a scenario turned into arrays, batched like the state.
+
+Guest fields have shape ``(num_envs, max_guests)``; host fields have shape ``(num_envs, 1)`` so
+that they broadcast against guest fields without reshaping inside the step. Guests beyond a
+scenario's own count are padding: ``guest_mask`` is False there, and their sizes are harmless
+placeholders (1 MiB, no demand) so that no division is by zero.
+
+Because params are arrays, one batch can hold hosts of different scenarios (:func:`stack_params`).
+Derived constants (per-step rates, probabilities) are computed here, once, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from balloon_gym.config import GuestConfig, ScenarioConfig, WorkloadConfig
+
+FLOAT = np.float64
+"""Float type of the core. float64 keeps the accounting identities exact to ~1e-9 MiB."""
+
+PAGES_PER_MIB = 256.0
+"""4 KiB pages per MiB: converts MiB of faulted memory into page faults."""
+
+#: ESX free-memory thresholds as fractions of machine memory (Waldspurger, OSDI 2002).
+HIGH_FREE_FRAC = 0.06
+SOFT_FREE_FRAC = 0.04
+HARD_FREE_FRAC = 0.02
+LOW_FREE_FRAC = 0.01
+
+#: Host memory states, in the order of the observation's ``host_state`` feature.
+HOST_HIGH, HOST_SOFT, HOST_HARD, HOST_LOW = 0, 1, 2, 3
+
+REWARD_NAMES = ("weighted_throughput", "mean_throughput", "sla")
+
+#: Time constants of the ESX-style active-memory estimate's fast and slow averages, s.
+SAMPLE_FAST_TAU_S = 60.0
+SAMPLE_SLOW_TAU_S = 600.0
+
+#: Free page reporting batches every 2 s in Linux (mm/page_reporting.c).
+FREE_PAGE_REPORTING_DELAY_S = 2.0
+
+
+class Params(NamedTuple):
+    """Scenario parameters as arrays. ``[G]``: (num_envs, max_guests); ``[H]``: (num_envs, 1)."""
+
+    # --- host [H] ---
+    dt_s: np.ndarray  # [H] control interval, s
+    episode_steps: np.ndarray  # [H] int, steps per episode
+    host_mem_mib: np.ndarray  # [H] machine memory, MiB
+    host_reserved_mib: np.ndarray  # [H] hypervisor's own memory, MiB
+    host_target_mib: np.ndarray  # [H] memory the scheduler may hand out (high-state margin), MiB
+    pcpus: np.ndarray  # [H] physical CPUs
+    host_swap_out_mib: np.ndarray  # [H] host swap-out per step, MiB
+    host_swap_in_mib: np.ndarray  # [H] host swap-in per step, MiB
+    host_fault_s: np.ndarray  # [H] stall per host fault (page), s
+    sampling: np.ndarray  # [H] bool, ESX statistical sampling on
+    sample_pages: np.ndarray  # [H] int, pages sampled per step
+    sample_fast_alpha: np.ndarray  # [H] EMA gain of the fast estimate per step
+    sample_slow_alpha: np.ndarray  # [H] EMA gain of the slow estimate per step
+    delta_mode: np.ndarray  # [H] bool, actions are target changes
+    delta_frac: np.ndarray  # [H] largest target change per step, fraction of range
+    reward_kind: np.ndarray  # [H] int, index into REWARD_NAMES
+    w_oom: np.ndarray  # [H] penalty per OOM kill
+    w_host_swap_gib: np.ndarray  # [H] penalty per GiB host-swapped
+    w_sla: np.ndarray  # [H] penalty per SLA miss
+    # --- guest sizes [G] ---
+    guest_mask: np.ndarray  # [G] bool, real guest (False = padding)
+    mem_mib: np.ndarray  # [G] configured memory, MiB
+    min_mib: np.ndarray  # [G] guaranteed allocation, MiB
+    max_mib: np.ndarray  # [G] allocation upper bound, MiB
+    kernel_mib: np.ndarray  # [G] kernel and pinned memory, MiB
+    balloon_max_mib: np.ndarray  # [G] balloon cap: min(max_balloon_frac * mem, mem - min), MiB
+    shares: np.ndarray  # [G] memory and CPU shares (0 for padding)
+    vcpus: np.ndarray  # [G] configured vCPUs
+    vcpu_change: np.ndarray  # [G] most vCPUs changed per step
+    vcpu_change_cost_s: np.ndarray  # [G] stall per vCPU changed, s
+    swap_mib: np.ndarray  # [G] guest swap space, MiB
+    swap_out_mib: np.ndarray  # [G] guest swap-out per step, MiB
+    swap_in_mib: np.ndarray  # [G] guest swap-in per step, MiB
+    cache_reclaim_mib: np.ndarray  # [G] page cache dropped per step, MiB
+    fault_s: np.ndarray  # [G] stall per guest major fault (page), s
+    lhp_penalty: np.ndarray  # [G] SMP efficiency loss per unit of oversubscription
+    sla: np.ndarray  # [G] throughput threshold of an SLA miss
+    report_frac: np.ndarray  # [G] fraction of touched free pages reported per step (0 = off)
+    # --- balloon driver [G] ---
+    user_driver: np.ndarray  # [G] bool, user-level driver (claim 9)
+    rate_adaptive: np.ndarray  # [G] bool, driver adapts to the reservation change rate
+    alloc_mib: np.ndarray  # [G] inflation from free pages per step (user speed applied), MiB
+    free_mib: np.ndarray  # [G] deflation per step, MiB
+    request_mib: np.ndarray  # [G] a naive driver's request per step, MiB
+    stall_s_per_mib: np.ndarray  # [G] stall per MiB a naive driver asks in vain, s
+    driver_present: np.ndarray  # [G] bool, a driver is installed
+    outage_start_step: np.ndarray  # [G] int, step of the scheduled outage (-1 = none)
+    outage_steps: np.ndarray  # [G] int, length of each outage, steps
+    outage_p: np.ndarray  # [G] probability per step that a random outage starts
+    # --- workload [G] ---
+    anon_mib: np.ndarray  # [G] base anonymous footprint, MiB
+    wss_frac: np.ndarray  # [G] hot fraction of the footprint
+    cache_mib: np.ndarray  # [G] page cache wanted, MiB
+    cpu_vcpus: np.ndarray  # [G] base CPU demand, vCPUs
+    diurnal_amp: np.ndarray  # [G] relative sine amplitude
+    diurnal_period_steps: np.ndarray  # [G] sine period, steps
+    diurnal_phase: np.ndarray  # [G] sine phase, fraction of the period
+    phase_jitter: np.ndarray  # [G] random extra phase per episode, fraction of the period
+    burst_mult: np.ndarray  # [G] demand multiplier while bursting
+    burst_p_on: np.ndarray  # [G] probability per step that a burst starts
+    burst_p_off: np.ndarray  # [G] probability per step that a burst ends
+    phase_p: np.ndarray  # [G] probability per step of a phase change
+    phase_low: np.ndarray  # [G] lowest level after a phase change
+    phase_high: np.ndarray  # [G] highest level after a phase change
+    leak_mib: np.ndarray  # [G] leak per step, MiB
+    oom_restart_frac: np.ndarray  # [G] footprint right after an OOM, fraction
+    oom_recover_per_step: np.ndarray  # [G] footprint regained per step after an OOM, fraction
+    touch_mib: np.ndarray  # [G] cold pages touched per step, MiB
+
+    @property
+    def num_envs(self) -> int:
+        """Batch size."""
+        return self.guest_mask.shape[0]
+
+    @property
+    def max_guests(self) -> int:
+        """Guest slots per host, padding included."""
+        return self.guest_mask.shape[1]
+
+
+_PAD_GUEST = GuestConfig(
+    name="padding",
+    mem_mib=2.0,
+    min_mib=2.0,
+    kernel_mib=1.0,
+    workload=WorkloadConfig(anon_mib=0.0, wss_frac=0.0, cache_mib=0.0, cpu_vcpus=0.0),
+)
+"""An empty slot: valid sizes (no division by zero), no demand; masked out and zero shares."""
+
+
+def _prob_per_step(dt_s: float, mean_s: float) -> float:
+    """Probability that an event with mean waiting time ``mean_s`` happens within ``dt_s``."""
+    return 0.0 if mean_s <= 0 else float(-np.expm1(-dt_s / mean_s))
+
+
+def _host_row(cfg: ScenarioConfig) -> dict[str, float]:
+    h, r, dt = cfg.host, cfg.reward, cfg.dt_s
+    return {
+        "dt_s": dt,
+        "episode_steps": cfg.episode_steps,
+        "host_mem_mib": h.mem_mib,
+        "host_reserved_mib": h.reserved_mib,
+        "host_target_mib": h.mem_mib * (1.0 - HIGH_FREE_FRAC) - h.reserved_mib,
+        "pcpus": h.pcpus,
+        "host_swap_out_mib": h.swap_out_mib_s * dt,
+        "host_swap_in_mib": h.swap_in_mib_s * dt,
+        "host_fault_s": h.fault_s,
+        "sampling": h.sampling,
+        "sample_pages": max(1, round(h.sample_pages * dt / h.sample_period_s)),
+        "sample_fast_alpha": _prob_per_step(dt, SAMPLE_FAST_TAU_S),
+        "sample_slow_alpha": _prob_per_step(dt, SAMPLE_SLOW_TAU_S),
+        "delta_mode": cfg.action_mode == "delta",
+        "delta_frac": cfg.delta_frac,
+        "reward_kind": REWARD_NAMES.index(r.name),
+        "w_oom": r.w_oom,
+        "w_host_swap_gib": r.w_host_swap_gib,
+        "w_sla": r.w_sla,
+    }
+
+
+def _guest_row(g: GuestConfig, dt: float) -> dict[str, float]:
+    d, w = g.driver, g.workload
+    speed = d.user_speed if d.kind == "user" else 1.0
+    recover_steps = max(1.0, w.oom_recover_s / dt)
+    report = max(0.0, 1.0 - FREE_PAGE_REPORTING_DELAY_S / dt) if g.free_page_reporting else 0.0
+    return {
+        "guest_mask": True,
+        "mem_mib": g.mem_mib,
+        "min_mib": g.min_mib,
+        "max_mib": g.max_alloc_mib,
+        "kernel_mib": g.kernel_mib,
+        "balloon_max_mib": min(d.max_balloon_frac * g.mem_mib, g.mem_mib - g.min_mib),
+        "shares": g.shares,
+        "vcpus": g.vcpus,
+        "vcpu_change": g.vcpu_change_per_step,
+        "vcpu_change_cost_s": g.vcpu_change_cost_s,
+        "swap_mib": g.swap_mib,
+        "swap_out_mib": g.swap_out_mib_s * dt,
+        "swap_in_mib": g.swap_in_mib_s * dt,
+        "cache_reclaim_mib": g.cache_reclaim_mib_s * dt,
+        "fault_s": g.fault_s,
+        "lhp_penalty": g.lhp_penalty,
+        "sla": g.sla,
+        "report_frac": report,
+        "user_driver": d.kind == "user",
+        "rate_adaptive": d.rate_adaptive,
+        "alloc_mib": d.alloc_mib_s * speed * dt,
+        "free_mib": d.free_mib_s * speed * dt,
+        "request_mib": d.max_request_mib_s * speed * dt,
+        "stall_s_per_mib": d.stall_s_per_mib,
+        "driver_present": d.present,
+        "outage_start_step": -1 if d.outage_start_s < 0 else round(d.outage_start_s / dt),
+        "outage_steps": round(d.outage_duration_s / dt),
+        "outage_p": _prob_per_step(dt, 3600.0 / d.outage_rate_per_h) if d.outage_rate_per_h else 0,
+        "anon_mib": w.anon_mib,
+        "wss_frac": w.wss_frac,
+        "cache_mib": w.cache_mib,
+        "cpu_vcpus": w.cpu_vcpus,
+        "diurnal_amp": w.diurnal_amp,
+        "diurnal_period_steps": w.diurnal_period_s / dt,
+        "diurnal_phase": w.diurnal_phase,
+        "phase_jitter": w.phase_jitter,
+        "burst_mult": w.burst_mult,
+        "burst_p_on": _prob_per_step(dt, w.burst_off_s),
+        "burst_p_off": _prob_per_step(dt, w.burst_on_s),
+        "phase_p": _prob_per_step(dt, w.phase_mean_s),
+        "phase_low": w.phase_low,
+        "phase_high": w.phase_high,
+        "leak_mib": w.leak_mib_s * dt,
+        "oom_restart_frac": w.oom_restart_frac,
+        "oom_recover_per_step": (1.0 - w.oom_restart_frac) / recover_steps,
+        "touch_mib": w.touch_mib_s * dt,
+    }
+
+
+_INT_FIELDS = {"episode_steps", "sample_pages", "reward_kind", "outage_start_step", "outage_steps"}
+_BOOL_FIELDS = {
+    "sampling",
+    "delta_mode",
+    "guest_mask",
+    "user_driver",
+    "rate_adaptive",
+    "driver_present",
+}
+
+
+def _dtype(name: str) -> type:
+    if name in _BOOL_FIELDS:
+        return np.bool_
+    if name in _INT_FIELDS:
+        return np.int64
+    return FLOAT
+
+
+def params_from_scenario(cfg: ScenarioConfig, max_guests: int | None = None) -> Params:
+    """Arrays of one scenario at batch size one, guests padded to ``max_guests``.
+
+    Args:
+        cfg: A validated scenario.
+        max_guests: Guest slots; default the scenario's own guest count.
+
+    Raises:
+        ValueError: If the scenario has more guests than ``max_guests``.
+    """
+    guests = cfg.expanded_guests()
+    g_max = len(guests) if max_guests is None else max_guests
+    if len(guests) > g_max:
+        raise ValueError(
+            f"scenario {cfg.name!r} has {len(guests)} guests but max_guests={g_max}; "
+            "raise max_guests"
+        )
+    host = _host_row(cfg)
+    rows = [_guest_row(g, cfg.dt_s) for g in guests]
+    pad_row = {**_guest_row(_PAD_GUEST, cfg.dt_s), "guest_mask": False, "shares": 0.0}
+    fields: dict[str, np.ndarray] = {}
+    for name, value in host.items():
+        fields[name] = np.full((1, 1), value, dtype=_dtype(name))
+    for name in rows[0]:
+        col = [r[name] for r in rows] + [pad_row[name]] * (g_max - len(rows))
+        fields[name] = np.asarray(col, dtype=_dtype(name)).reshape(1, g_max)
+    return Params(**fields)
+
+
+def stack_params(params: list[Params]) -> Params:
+    """Concatenate params of equal ``max_guests`` along the batch axis.
+
+    Raises:
+        ValueError: If the batches disagree on ``max_guests``.
+    """
+    widths = {p.max_guests for p in params}
+    if len(widths) != 1:
+        raise ValueError(
+            f"cannot stack params with different max_guests {sorted(widths)}; "
+            "build them with the same max_guests"
+        )
+    return Params(*(np.concatenate(cols, axis=0) for cols in zip(*params, strict=True)))
+
+
+def repeat_params(params: Params, num_envs: int) -> Params:
+    """Tile a batch-one ``Params`` to ``num_envs`` identical hosts."""
+    return Params(*(np.repeat(a, num_envs, axis=0) for a in params))
+
+
+def select_params(params: Params, index: np.ndarray) -> Params:
+    """Rows ``index`` of every field (an integer array or a boolean mask over envs)."""
+    return Params(*(a[index] for a in params))

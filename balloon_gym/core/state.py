@@ -1,0 +1,104 @@
+"""State: the simulator's struct of arrays.
+
+Every guest field has shape ``(num_envs, max_guests)`` (``[G]``), every host field ``(num_envs,)``
+(``[N]``). Memory is in MiB of guest-physical memory unless the name says machine memory.
+
+Per guest, always: ``kernel + anon_res + cache + free + balloon == mem``, ``untouched <= free``,
+``anon_swap + balloon_swap <= swap``, ``host_swap <= anon_res + cache + free - untouched``.
+Per host: ``sum(consumed) + reserved + host_free == host_mem`` with ``host_free >= 0``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from balloon_gym.core.params import HIGH_FREE_FRAC, LOW_FREE_FRAC, SOFT_FREE_FRAC, Params
+
+
+class State(NamedTuple):
+    """Simulator state. Fields after ``# last step`` hold what the previous step measured."""
+
+    t: np.ndarray  # [N] int, steps since reset
+    # guest-physical memory, MiB
+    anon_res: np.ndarray  # [G] resident anonymous memory
+    anon_swap: np.ndarray  # [G] anonymous memory in guest swap
+    cache: np.ndarray  # [G] page cache
+    free: np.ndarray  # [G] guest-free memory (touched or not)
+    untouched: np.ndarray  # [G] part of free never touched: no machine page behind it
+    balloon: np.ndarray  # [G] pages held by the balloon (never backed)
+    balloon_swap: np.ndarray  # [G] user-level balloon pages the guest swapped out
+    host_swap: np.ndarray  # [G] guest pages whose machine page the host swapped out
+    # scheduler's targets
+    alloc_target: np.ndarray  # [G] memory the scheduler grants, MiB
+    balloon_target: np.ndarray  # [G] balloon size asked of the driver, MiB
+    reserved_vcpus: np.ndarray  # [G] vCPUs held by the driver
+    # workload process
+    burst_on: np.ndarray  # [G] bool, bursting
+    phase_level: np.ndarray  # [G] demand level of the current phase
+    phase_offset: np.ndarray  # [G] per-episode phase jitter, fraction of a period
+    leak: np.ndarray  # [G] leaked anonymous memory, MiB
+    oom_scale: np.ndarray  # [G] footprint scale after an OOM kill (1 = recovered)
+    # driver availability
+    outage_left: np.ndarray  # [G] int, steps of outage still to come
+    # host's statistical estimate of each guest's active fraction
+    active_fast: np.ndarray  # [G]
+    active_slow: np.ndarray  # [G]
+    # last step (what the driver and host report)
+    swap_in: np.ndarray  # [G] guest swap-in, MiB
+    swap_out: np.ndarray  # [G] guest swap-out, MiB
+    fault_pages: np.ndarray  # [G] guest major faults, pages
+    oom: np.ndarray  # [G] bool, the OOM killer fired
+    alloc_stall_s: np.ndarray  # [G] allocation stalls caused by the balloon, s
+    stall_s: np.ndarray  # [G] all lost guest time, s
+    cpu_alloc: np.ndarray  # [G] pCPU time granted, pCPUs
+    throughput: np.ndarray  # [G] fraction of demanded work done
+    balloon_moved: np.ndarray  # [G] |balloon change|, MiB
+    driver_up: np.ndarray  # [G] bool, the driver ran this step
+    host_swap_out: np.ndarray  # [N] host swap-out, MiB
+    host_swap_in: np.ndarray  # [N] host swap-in (host faults served), MiB
+
+    @property
+    def num_envs(self) -> int:
+        """Batch size."""
+        return self.t.shape[0]
+
+
+def consumed_mib(state: State, params: Params) -> np.ndarray:
+    """Machine memory each guest uses, MiB ``[G]``: ``mem - untouched - balloon - host_swap``."""
+    used = params.mem_mib - state.untouched - state.balloon - state.host_swap
+    return np.where(params.guest_mask, used, 0.0)
+
+
+def host_free_mib(state: State, params: Params) -> np.ndarray:
+    """Free machine memory per host, MiB ``[N]``."""
+    total = consumed_mib(state, params).sum(axis=1)
+    return params.host_mem_mib[:, 0] - params.host_reserved_mib[:, 0] - total
+
+
+def host_memory_state(free_mib: np.ndarray, params: Params) -> np.ndarray:
+    """ESX free-memory state per host ``[N]``: 0 high, 1 soft, 2 hard, 3 low.
+
+    Thresholds: high >= 6 %, soft >= 4 %, hard >= 1 %, low < 1 % of machine memory. DESIGN
+    lists hard >= 2 % and low < 1 %; the band [1 %, 2 %) is treated as hard, as in the ESX paper
+    the host pages in both states and blocks guests only below the low line.
+    """
+    frac = free_mib / params.host_mem_mib[:, 0]
+    return (
+        (frac < HIGH_FREE_FRAC).astype(np.int64) + (frac < SOFT_FREE_FRAC) + (frac < LOW_FREE_FRAC)
+    )
+
+
+def where_state(mask: np.ndarray, a: State, b: State) -> State:
+    """Per env: ``a`` where ``mask`` (shape ``(num_envs,)``) is True, else ``b``."""
+    out = []
+    for x, y in zip(a, b, strict=True):
+        m = mask.reshape((-1,) + (1,) * (x.ndim - 1))
+        out.append(np.where(m, x, y))
+    return State(*out)
+
+
+def select_state(state: State, index: np.ndarray) -> State:
+    """Rows ``index`` of every field."""
+    return State(*(a[index] for a in state))

@@ -1,0 +1,232 @@
+"""``reset(params, rng)`` and ``step(state, action, params, rng)``: the simulator.
+
+Both are pure: arrays in, new arrays out; inputs are never written (a test runs them on
+read-only arrays). All randomness comes from the ``numpy.random.Generator`` passed in. There is
+no Python loop over hosts or guests; one call advances the whole batch.
+
+One step is one control interval ``dt_s``. Its sub-steps, in order:
+
+1. ``workload``      demand processes advance (bursts, phases, leak, OOM recovery)
+2. ``targets``       action -> allocation, balloon and vCPU targets, projected to the host
+3. ``availability``  driver outages (scheduled and random)
+4. ``host_reclaim``  host swap in the hard and low states, victims above target
+5. ``balloon``       driver inflates (free -> cache -> swap) or deflates, rate-limited
+6. ``guest``         guest memory: footprint, cache, guest swap, faults, OOM, host faults
+7. ``vcpus``         vCPU reservation, rate-limited
+8. ``cpu``           pCPU proportional share, SMP efficiency
+9. ``perf``          stall time -> throughput, SLA misses
+10. ``sampling``     the host's statistical estimate of each guest's active fraction
+11. ``reward``       the scenario's named reward
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from balloon_gym.core import balloon, cpu, guest, host, perf, reward, workload
+from balloon_gym.core.params import Params
+from balloon_gym.core.state import State, consumed_mib
+
+SUBSTEPS = (
+    "workload",
+    "targets",
+    "availability",
+    "host_reclaim",
+    "balloon",
+    "guest",
+    "vcpus",
+    "cpu",
+    "perf",
+    "sampling",
+    "reward",
+)
+
+_EPS_MIB = 1e-6
+
+
+class StepOutput(NamedTuple):
+    """What a step returns besides the new state."""
+
+    reward: np.ndarray  # (num_envs,)
+    parts: dict[str, np.ndarray]  # unweighted reward parts, each (num_envs,)
+
+
+def split_action(action: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Check an action batch and split it into memory and vCPU parts, each ``[G]``.
+
+    Finite values outside [-1, 1] are clipped to the box (the Gymnasium convention); NaN or
+    infinite values raise, since no projection could give them a meaning.
+
+    Raises:
+        ValueError: If the shape is wrong or any entry is NaN or infinite.
+    """
+    action = np.asarray(action, dtype=np.float64)
+    n, g = params.guest_mask.shape
+    if action.shape != (n, 2 * g):
+        raise ValueError(
+            f"action has shape {action.shape}, expected (num_envs, 2 * max_guests) = {(n, 2 * g)}:"
+            " memory actions for every guest slot, then vCPU actions"
+        )
+    if not np.isfinite(action).all():
+        bad = np.argwhere(~np.isfinite(action))[0]
+        raise ValueError(
+            f"action contains NaN or infinite values (first at env {bad[0]}, index {bad[1]}); "
+            "actions must be finite numbers in [-1, 1]"
+        )
+    action = np.clip(action, -1.0, 1.0)
+    return action[:, :g], action[:, g:]
+
+
+def reset(params: Params, rng: np.random.Generator) -> State:
+    """A fresh batch: guests booted at the host's initial allocation, workloads started.
+
+    Every guest starts at ``project_allocation(max_mib)`` (all guests at their maximum, scaled
+    down until the host holds them) with its balloon at the matching size, its footprint
+    resident as far as it fits (the rest in guest swap), page cache filled from what is left,
+    and its free memory never touched (no machine page behind it).
+    """
+    shape = params.guest_mask.shape
+    zeros = np.zeros(shape)
+    process = workload.initial_process(params, rng)
+    t = np.zeros(shape[0], dtype=np.int64)
+    d = workload.demand(t, params=params, **process)
+    mask = params.guest_mask
+    alloc = balloon.project_allocation(params.max_mib, params)
+    bal = np.clip(params.mem_mib - alloc, 0.0, params.balloon_max_mib)
+    usable = params.mem_mib - params.kernel_mib - bal
+    anon = np.where(mask, np.minimum(d.anon_mib, usable + params.swap_mib), 0.0)
+    anon_res = np.minimum(anon, usable)
+    cache = np.where(mask, np.minimum(d.cache_mib, usable - anon_res), 0.0)
+    free = usable - anon_res - cache
+    active = np.where(mask & params.sampling, np.clip(d.wss_mib / (params.mem_mib - bal), 0, 1), 0)
+    return State(
+        t=t,
+        anon_res=anon_res,
+        anon_swap=anon - anon_res,
+        cache=cache,
+        free=free,
+        untouched=free.copy(),
+        balloon=bal,
+        balloon_swap=zeros.copy(),
+        host_swap=zeros.copy(),
+        alloc_target=alloc,
+        balloon_target=bal.copy(),
+        reserved_vcpus=zeros.copy(),
+        **process,
+        outage_left=np.zeros(shape, dtype=np.int64),
+        active_fast=active,
+        active_slow=active.copy(),
+        swap_in=zeros.copy(),
+        swap_out=zeros.copy(),
+        fault_pages=zeros.copy(),
+        oom=np.zeros(shape, dtype=bool),
+        alloc_stall_s=zeros.copy(),
+        stall_s=zeros.copy(),
+        cpu_alloc=zeros.copy(),
+        throughput=np.where(mask, 1.0, 0.0),
+        balloon_moved=zeros.copy(),
+        driver_up=mask & params.driver_present,
+        host_swap_out=np.zeros(shape[0]),
+        host_swap_in=np.zeros(shape[0]),
+    )
+
+
+def _touched(anon_res: np.ndarray, cache: np.ndarray, free: np.ndarray, untouched: np.ndarray):
+    return anon_res + cache + free - untouched
+
+
+def step(
+    state: State, action: np.ndarray, params: Params, rng: np.random.Generator
+) -> tuple[State, StepOutput]:
+    """Advance every host by one control interval.
+
+    Args:
+        state: Batch state, ``num_envs`` hosts.
+        action: ``(num_envs, 2 * max_guests)`` in [-1, 1]: memory actions, then vCPU actions.
+        params: Scenario arrays of the same batch.
+        rng: Source of all randomness of this step.
+
+    Returns:
+        The new state and the step's reward with its parts.
+
+    Raises:
+        ValueError: On a malformed or non-finite action (the state is left untouched).
+    """
+    mem_action, vcpu_action = split_action(action, params)
+    uniforms = rng.random((workload.NUM_UNIFORMS + 1, *params.guest_mask.shape))
+
+    process, demand = workload.advance(state, params, uniforms[:-1])
+    alloc, balloon_target, reserved_target = balloon.targets(state, mem_action, vcpu_action, params)
+    up, outage_left = balloon.availability(state, params, uniforms[-1])
+    host_swap, host_out, mem_state = host.reclaim(state, params)
+    blocked = host.blocked_guests(state, mem_state, params)
+
+    moved = balloon.move(state, balloon_target, up, params)
+    # The host drops its swap copy of pages the balloon took, in proportion.
+    before = _touched(state.anon_res, state.cache, state.free, state.untouched)
+    after = _touched(moved.anon_res, moved.cache, moved.free, moved.untouched)
+    host_swap = host_swap * np.minimum(after / np.maximum(before, _EPS_MIB), 1.0)
+    consumed = np.where(
+        params.guest_mask, params.mem_mib - moved.untouched - moved.balloon - host_swap, 0.0
+    )
+    budget = host.machine_budget(
+        guest.machine_demand(moved, host_swap, demand), consumed, blocked, params
+    )
+    host_in_scale = np.minimum(
+        1.0, params.host_swap_in_mib / np.maximum(host_swap.sum(axis=1, keepdims=True), _EPS_MIB)
+    )
+    g = guest.update(moved, host_swap, demand, budget, host_in_scale, params)
+
+    reserved_vcpus, vcpu_stall_s = balloon.vcpu_reservation(state, reserved_target, up, params)
+    c = cpu.schedule(reserved_vcpus, demand.cpu_vcpus, params)
+
+    stall_s = (
+        g.stall_s
+        + moved.alloc_stall_s
+        + vcpu_stall_s
+        + params.dt_s * (blocked | g.oom)  # blocked in the low state; OOM restart
+    )
+    tp = perf.throughput(c.factor, stall_s, params)
+    active_fast, active_slow = host.sample_active(state, demand.wss_mib, g.balloon, params, rng)
+
+    host_swap_out = host_out.sum(axis=1)
+    r, parts = reward.compute(tp, g.oom, perf.sla_misses(tp, params), host_swap_out, params)
+
+    process["oom_scale"] = np.where(g.oom, params.oom_restart_frac, process["oom_scale"])
+    process["leak"] = np.where(g.oom, 0.0, process["leak"])
+    new_state = State(
+        t=state.t + 1,
+        anon_res=g.anon_res,
+        anon_swap=g.anon_swap,
+        cache=g.cache,
+        free=g.free,
+        untouched=g.untouched,
+        balloon=g.balloon,
+        balloon_swap=g.balloon_swap,
+        host_swap=g.host_swap,
+        alloc_target=alloc,
+        balloon_target=balloon_target,
+        reserved_vcpus=reserved_vcpus,
+        **process,
+        outage_left=outage_left,
+        active_fast=active_fast,
+        active_slow=active_slow,
+        swap_in=g.swap_in,
+        swap_out=g.swap_out,
+        fault_pages=g.fault_pages,
+        oom=g.oom,
+        alloc_stall_s=moved.alloc_stall_s,
+        stall_s=stall_s,
+        cpu_alloc=c.alloc,
+        throughput=tp,
+        balloon_moved=moved.moved,
+        driver_up=up,
+        host_swap_out=host_swap_out,
+        host_swap_in=g.host_swap_in.sum(axis=1),
+    )
+    return new_state, StepOutput(reward=r, parts=parts)
+
+
+__all__ = ["SUBSTEPS", "StepOutput", "consumed_mib", "reset", "split_action", "step"]

@@ -1,0 +1,102 @@
+"""Workload demand processes (DESIGN 3.6), vectorised over hosts and guests.
+
+Every guest runs the same formula; the scenario's ``workload.kind`` only picks parameters, so
+constant, diurnal, bursty, phase-changing, leaking and idle guests mix in one batch without a
+branch. At step ``t`` (time ``t * dt_s``):
+
+    level  = (1 + diurnal_amp * sin(2 pi (t / period + phase + offset)))
+             * (burst_mult if bursting else 1) * phase_level
+    anon   = (anon_mib * level + leak) * oom_scale         # footprint wanted, MiB
+    wss    = wss_frac * anon + touch                        # hot memory touched this step, MiB
+    cache  = cache_mib * level                              # page cache wanted, MiB
+    cpu    = cpu_vcpus * level                              # CPU demand, vCPUs
+
+Bursts are a two-state Markov chain, phase changes a Poisson process whose new level is uniform
+on ``[phase_low, phase_high]``; an OOM kill cuts the footprint to ``oom_restart_frac`` and it
+grows back linearly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from balloon_gym.core.params import Params
+from balloon_gym.core.state import State
+
+#: Uniform draws per guest and step used by :func:`advance` (burst, phase change, phase level).
+NUM_UNIFORMS = 3
+
+
+class Demand(NamedTuple):
+    """What the workloads want this step, all ``(num_envs, max_guests)``."""
+
+    anon_mib: np.ndarray  # anonymous footprint wanted, MiB
+    wss_mib: np.ndarray  # hot memory (touched every step), MiB
+    cache_mib: np.ndarray  # page cache wanted, MiB
+    cpu_vcpus: np.ndarray  # CPU demand, vCPUs
+
+
+def demand(
+    t: np.ndarray,
+    burst_on: np.ndarray,
+    phase_level: np.ndarray,
+    phase_offset: np.ndarray,
+    leak: np.ndarray,
+    oom_scale: np.ndarray,
+    params: Params,
+) -> Demand:
+    """Demand at step ``t`` (``[N]``) given the process state (all other arrays ``[G]``)."""
+    angle = 2.0 * np.pi * (t[:, None] / params.diurnal_period_steps + params.diurnal_phase)
+    level = 1.0 + params.diurnal_amp * np.sin(angle + 2.0 * np.pi * phase_offset)
+    level = level * np.where(burst_on, params.burst_mult, 1.0) * phase_level
+    anon = (params.anon_mib * level + leak) * oom_scale
+    wss = np.minimum(params.wss_frac * anon + params.touch_mib, anon)
+    return Demand(
+        anon_mib=anon,
+        wss_mib=wss,
+        cache_mib=params.cache_mib * level,
+        cpu_vcpus=params.cpu_vcpus * level,
+    )
+
+
+def initial_process(params: Params, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random start of the workload process: burst state from its stationary law, jitter."""
+    shape = params.guest_mask.shape
+    u = rng.random((2, *shape))
+    p_on = params.burst_p_on / np.maximum(params.burst_p_on + params.burst_p_off, 1e-12)
+    return {
+        "burst_on": (u[0] < p_on) & (params.burst_mult > 1.0),
+        "phase_level": np.ones(shape),
+        "phase_offset": u[1] * params.phase_jitter,
+        "leak": np.zeros(shape),
+        "oom_scale": np.ones(shape),
+    }
+
+
+def advance(
+    state: State, params: Params, uniforms: np.ndarray
+) -> tuple[dict[str, np.ndarray], Demand]:
+    """Move the processes one step and return the new process fields and the demand.
+
+    Args:
+        state: State before the step.
+        params: Scenario arrays.
+        uniforms: ``(NUM_UNIFORMS, num_envs, max_guests)`` uniform draws in [0, 1).
+    """
+    u_burst, u_phase, u_level = uniforms
+    burst_on = np.where(state.burst_on, u_burst >= params.burst_p_off, u_burst < params.burst_p_on)
+    burst_on &= params.burst_mult > 1.0
+    new_level = params.phase_low + u_level * (params.phase_high - params.phase_low)
+    phase_level = np.where(u_phase < params.phase_p, new_level, state.phase_level)
+    leak = state.leak + params.leak_mib
+    oom_scale = np.minimum(state.oom_scale + params.oom_recover_per_step, 1.0)
+    process = {
+        "burst_on": burst_on,
+        "phase_level": phase_level,
+        "phase_offset": state.phase_offset,
+        "leak": leak,
+        "oom_scale": oom_scale,
+    }
+    return process, demand(state.t + 1, params=params, **process)

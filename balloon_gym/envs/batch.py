@@ -1,0 +1,207 @@
+"""The batch runner shared by every adapter: core + params + episode clock + info.
+
+Adapters (the Gymnasium ``Env``, the native ``VectorEnv``, the SB3 ``VecEnv``) only translate
+between their API and this class; none holds a second copy of the physics or of the episode
+logic. It owns the state between calls, resets subsets of hosts, and builds ``info`` lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from balloon_gym import core
+from balloon_gym.config import ConfigError, ScenarioConfig
+from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
+from balloon_gym.core.state import State, consumed_mib, host_free_mib, host_memory_state
+from balloon_gym.scenarios import load_scenario
+
+ScenarioLike = str | Path | ScenarioConfig
+
+
+def resolve_scenarios(
+    scenario: ScenarioLike | Sequence[ScenarioLike], num_envs: int
+) -> list[ScenarioConfig]:
+    """One config per env: a single scenario is repeated, a list is assigned round-robin."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    items = [scenario] if isinstance(scenario, str | Path | ScenarioConfig) else list(scenario)
+    if not items:
+        raise ConfigError("scenario list is empty; name at least one scenario")
+    configs = [load_scenario(s) for s in items]
+    return [configs[i % len(configs)] for i in range(num_envs)]
+
+
+def build_params(configs: Sequence[ScenarioConfig], max_guests: int | None = None) -> Params:
+    """Params of a batch of (possibly different) scenarios, padded to a common width."""
+    width = max(c.num_guests for c in configs) if max_guests is None else max_guests
+    cache: dict[int, Params] = {}
+    rows = []
+    for c in configs:
+        if id(c) not in cache:
+            cache[id(c)] = params_from_scenario(c, width)
+        rows.append(cache[id(c)])
+    return stack_params(rows)
+
+
+class StepInfo(MutableMapping[str, Any]):
+    """``info`` of one batch step, computed on first access of each key (a mutable mapping:
+    wrappers may add keys).
+
+    Keys (each an array with leading axis ``num_envs``): the reward parts (``score``,
+    ``mean_throughput``, ``sla_ok_frac``, ``ooms``, ``host_swap_gib``, ``sla_misses``,
+    ``penalty``), host memory (``host_free_mib``, ``host_state``, ``consumed_mib`` per guest),
+    guest memory per guest (``kernel_mib``, ``anon_resident_mib``, ``anon_swapped_mib``,
+    ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``, ``host_swapped_mib``), and per guest
+    ``throughput``, ``stall_s``, ``wss_mib`` is not exposed (it is the hidden truth).
+    """
+
+    _GUEST_KEYS = {
+        "anon_resident_mib": "anon_res",
+        "anon_swapped_mib": "anon_swap",
+        "cache_mib": "cache",
+        "free_mib": "free",
+        "untouched_mib": "untouched",
+        "balloon_mib": "balloon",
+        "balloon_swapped_mib": "balloon_swap",
+        "host_swapped_mib": "host_swap",
+        "alloc_target_mib": "alloc_target",
+        "reserved_vcpus": "reserved_vcpus",
+        "throughput": "throughput",
+        "stall_s": "stall_s",
+        "oom": "oom",
+        "driver_up": "driver_up",
+    }
+
+    def __init__(self, state: State, params: Params, parts: dict[str, np.ndarray]) -> None:
+        self._state, self._params, self._parts = state, params, parts
+        self._cache: dict[str, np.ndarray] = {}
+        self._keys = (
+            *parts,
+            *self._GUEST_KEYS,
+            "kernel_mib",
+            "mem_mib",
+            "consumed_mib",
+            "host_free_mib",
+            "host_state",
+            "host_mem_mib",
+            "host_reserved_mib",
+            "guest_mask",
+        )
+
+    def _compute(self, key: str) -> np.ndarray:
+        s, p = self._state, self._params
+        if key in self._parts:
+            return self._parts[key]
+        if key in self._GUEST_KEYS:
+            return getattr(s, self._GUEST_KEYS[key])
+        derived = {
+            "kernel_mib": lambda: np.where(p.guest_mask, p.kernel_mib, 0.0),
+            "mem_mib": lambda: np.where(p.guest_mask, p.mem_mib, 0.0),
+            "consumed_mib": lambda: consumed_mib(s, p),
+            "host_free_mib": lambda: host_free_mib(s, p),
+            "host_state": lambda: host_memory_state(host_free_mib(s, p), p),
+            "host_mem_mib": lambda: p.host_mem_mib[:, 0],
+            "host_reserved_mib": lambda: p.host_reserved_mib[:, 0],
+            "guest_mask": lambda: p.guest_mask,
+        }
+        return derived[key]()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._cache:
+            if key not in self._keys:
+                raise KeyError(key)
+            self._cache[key] = self._compute(key)
+        return self._cache[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self._keys:
+            self._keys = (*self._keys, key)
+        self._cache[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys = tuple(k for k in self._keys if k != key)
+        self._cache.pop(key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def fresh_copy(self) -> StepInfo:
+        """A new mapping over the same step (without keys added since)."""
+        return StepInfo(self._state, self._params, self._parts)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Everything for env ``i``, as Python scalars and small arrays."""
+        out: dict[str, Any] = {}
+        for k in self._keys:
+            v = self[k][i]
+            out[k] = v.item() if np.ndim(v) == 0 else np.array(v)  # a copy: never shared
+        return out
+
+
+class Batch:
+    """A batch of hosts advanced by the core, with an episode clock and subset resets.
+
+    Args:
+        params: Scenario arrays of the batch.
+        max_episode_steps: Steps until truncation; default each scenario's ``episode_steps``.
+    """
+
+    def __init__(self, params: Params, max_episode_steps: int | None = None) -> None:
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self.params = params
+        self.max_steps = (
+            params.episode_steps[:, 0].copy()
+            if max_episode_steps is None
+            else np.full(params.num_envs, max_episode_steps, dtype=np.int64)
+        )
+        self.state: State | None = None
+
+    @property
+    def num_envs(self) -> int:
+        """Hosts in the batch."""
+        return self.params.num_envs
+
+    def reset(self, rng: np.random.Generator) -> np.ndarray:
+        """Reset every host; returns the observations."""
+        self.state = core.reset(self.params, rng)
+        return core.observe(self.state, self.params)
+
+    def reset_where(self, mask: np.ndarray, rng: np.random.Generator) -> None:
+        """Reset the hosts where ``mask`` is True; the others keep their state."""
+        assert self.state is not None
+        if mask.all():
+            self.state = core.reset(self.params, rng)
+            return
+        index = np.flatnonzero(mask)
+        fresh = core.reset(select_params(self.params, index), rng)
+        fields = []
+        for arr, new in zip(self.state, fresh, strict=True):
+            arr = arr.copy()  # an earlier step's info may still refer to the old arrays
+            arr[index] = new
+            fields.append(arr)
+        self.state = State(*fields)
+
+    def step(self, action: np.ndarray, rng: np.random.Generator):
+        """Advance all hosts; returns ``(reward, terminated, truncated, info)``."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        state, out = core.step(self.state, action, self.params, rng)
+        self.state = state
+        truncated = state.t >= self.max_steps
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        return out.reward, terminated, truncated, StepInfo(state, self.params, out.parts)
+
+    def observe(self) -> np.ndarray:
+        """Observations of the current state."""
+        assert self.state is not None
+        return core.observe(self.state, self.params)

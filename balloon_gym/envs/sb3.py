@@ -1,0 +1,131 @@
+"""``BalloonSB3VecEnv``: a stable-baselines3 ``VecEnv`` over the batch runner.
+
+SB3's contract: same-step autoreset (the observation returned for a finished env is the first
+of its next episode), ``infos[i]["terminal_observation"]`` holds the last observation, and
+``infos[i]["TimeLimit.truncated"]`` says the episode was cut by the time limit. This is the
+pattern of EnvPool's SB3 ``VecAdapter``: ``dones = terminated | truncated`` and reset of the
+finished slots. Every finished env's info also carries ``episode`` (``r``, ``l``, ``score``,
+``ooms``, ``host_swap_gib``) so that SB3's logger sees episode returns without ``VecMonitor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
+
+from balloon_gym.envs.batch import Batch, ScenarioLike, build_params, resolve_scenarios
+from balloon_gym.envs.render import render_host
+from balloon_gym.envs.spaces import action_space, observation_space
+
+_EPISODE_PARTS = ("score", "ooms", "host_swap_gib", "sla_misses")
+
+
+class BalloonSB3VecEnv(VecEnv):
+    """``num_envs`` hosts as one SB3 ``VecEnv``; arguments as :class:`BalloonVectorEnv`."""
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: ScenarioLike | Sequence[ScenarioLike] = "idle-tax",
+        max_guests: int | None = None,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.scenarios = resolve_scenarios(scenario, num_envs)
+        self._batch = Batch(build_params(self.scenarios, max_guests), max_episode_steps)
+        g = self._batch.params.max_guests
+        super().__init__(num_envs, observation_space(g), action_space(g))
+        self._rng, _ = seeding.np_random(None)
+        self._actions: np.ndarray | None = None
+        self._ep_return = np.zeros(num_envs)
+        self._ep_parts = {k: np.zeros(num_envs) for k in _EPISODE_PARTS}
+
+    @property
+    def batch(self) -> Batch:
+        """The batch runner (params, state, episode clock)."""
+        return self._batch
+
+    def reset(self) -> VecEnvObs:
+        """Reset every env; uses the seed given to :meth:`seed` once, if any."""
+        if self._seeds[0] is not None:
+            self._rng, _ = seeding.np_random(self._seeds[0])
+        self._reset_seeds()
+        self._reset_options()
+        self._ep_return[:] = 0.0
+        for v in self._ep_parts.values():
+            v[:] = 0.0
+        return self._batch.reset(self._rng)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Store the actions for :meth:`step_wait`."""
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step every env, reset the finished ones in the same call."""
+        if self._actions is None:
+            raise RuntimeError("call step_async() before step_wait()")
+        reward, terminated, truncated, info = self._batch.step(self._actions, self._rng)
+        self._actions = None
+        self._ep_return += reward
+        for k, acc in self._ep_parts.items():
+            acc += info[k]
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            final_obs = self._batch.observe()
+            steps = self._batch.state.t
+            for i in np.flatnonzero(dones):
+                infos[i] = {
+                    "terminal_observation": final_obs[i],
+                    "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
+                    "episode": {
+                        "r": float(self._ep_return[i]),
+                        "l": int(steps[i]),
+                        **{k: float(v[i]) for k, v in self._ep_parts.items()},
+                    },
+                }
+            self._batch.reset_where(dones, self._rng)
+            self._ep_return[dones] = 0.0
+            for v in self._ep_parts.values():
+                v[dones] = 0.0
+        obs = self._batch.observe()
+        return obs, reward.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The attribute of this adapter, once per selected env."""
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set an attribute of this adapter (shared by all envs)."""
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        """Call a method of this adapter once per selected env."""
+        method = getattr(self, method_name)
+        return [method(*method_args, **kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        """No env is wrapped by a Gymnasium wrapper."""
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        """No image rendering; use ``render_text``."""
+        return [None for _ in range(self.num_envs)]
+
+    def render_text(self, i: int = 0) -> str:
+        """The ansi table of env ``i``."""
+        names = [g.name for g in self.scenarios[i].expanded_guests()]
+        return render_host(self._batch.state, self._batch.params, i, names)

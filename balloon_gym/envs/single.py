@@ -1,0 +1,168 @@
+"""``BalloonEnv``: the Gymnasium ``Env``, the core at batch size one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from balloon_gym.config import ScenarioConfig
+from balloon_gym.envs.batch import Batch, build_params, resolve_scenarios
+from balloon_gym.envs.render import render_host
+from balloon_gym.envs.spaces import action_space, observation_space
+
+
+class BalloonEnv(gym.Env):
+    """A virtualisation host's memory and CPU scheduler, steering guests' balloon drivers.
+
+    ## Description
+
+    A host runs several guest VMs on less machine memory (and fewer pCPUs) than their configured
+    sizes add up to. Each step (``dt_s``, 10 s by default) the agent sets, for every guest, a
+    memory allocation target and a number of vCPUs to keep active. Targets reach a guest only
+    through its **balloon driver**, which inflates (reserves guest memory through the guest's
+    own allocator: free pages, then page cache, then pages the guest must swap out) or deflates,
+    at the rate the guest can sustain, or not at all while the driver is out. Memory the host
+    cannot get back by ballooning it takes by host swap when free machine memory runs low,
+    which costs guests dearly. The model, its equations and its sources are in
+    ``docs/model.md``; the scenario (``configs/scenarios/*.yaml``) fixes host, guests and
+    workloads.
+
+    ## Action Space
+
+    ``Box(-1, 1, (2 * max_guests,), float32)``. With ``u = (a + 1) / 2``:
+
+    | index | name | meaning |
+    |---|---|---|
+    | ``g`` | memory of guest ``g`` | see below |
+    | ``max_guests + g`` | vCPUs of guest ``g`` | keep ``1 + round(u * (vcpus - 1))`` active |
+
+    Memory, ``allocation`` mode (default): target ``min_mib + u * (max_mib - min_mib)`` MiB.
+    ``delta`` mode: the target changes by ``a * delta_frac * (max_mib - min_mib)`` MiB.
+
+    Memory targets are projected to what the host can hold (every guest keeps ``min_mib``, the
+    rest scales down until the sum fits machine memory less the reserve and a 6 % margin).
+    Finite values outside [-1, 1] are clipped; NaN or infinite values raise ``ValueError``.
+    Actions of padding slots are ignored.
+
+    ## Observation Space
+
+    ``Box(0, 1, (max_guests * 21 + 5,), float32)``: 21 features per guest slot (guest-major),
+    then 5 host features. Only what a balloon driver and the host can report; never the true
+    working set. Padding slots are zero.
+
+    | index | name | unit / normalisation | min | max |
+    |---|---|---|---|---|
+    | 21g+0 | present | 1 real guest, 0 padding | 0 | 1 |
+    | 21g+1 | balloon | balloon size / mem_mib | 0 | 1 |
+    | 21g+2 | balloon_target | balloon target / mem_mib | 0 | 1 |
+    | 21g+3 | usable | (mem_mib - balloon) / mem_mib | 0 | 1 |
+    | 21g+4 | free | guest-free memory / mem_mib | 0 | 1 |
+    | 21g+5 | available | (free + page cache) / mem_mib | 0 | 1 |
+    | 21g+6 | cache | page cache / mem_mib | 0 | 1 |
+    | 21g+7 | swap_in | guest swap-in this step / max per step | 0 | 1 |
+    | 21g+8 | swap_out | guest swap-out this step / max per step | 0 | 1 |
+    | 21g+9 | major_faults | log10(1 + faults in the step) / 8 | 0 | 1 |
+    | 21g+10 | oom | 1 if the OOM killer fired this step | 0 | 1 |
+    | 21g+11 | alloc_stall | allocation stall / dt_s | 0 | 1 |
+    | 21g+12 | cpu_util | pCPU time granted / active vCPUs | 0 | 1 |
+    | 21g+13 | active_vcpus | active vCPUs / vcpus | 0 | 1 |
+    | 21g+14 | driver_up | 1 if the driver answered this step | 0 | 1 |
+    | 21g+15 | active_estimate | host's sampled active fraction (0 without sampling) | 0 | 1 |
+    | 21g+16 | mem_size | mem_mib / host mem_mib | 0 | 1 |
+    | 21g+17 | min | min_mib / mem_mib | 0 | 1 |
+    | 21g+18 | max | max_mib / mem_mib | 0 | 1 |
+    | 21g+19 | shares | shares / host's total shares | 0 | 1 |
+    | 21g+20 | vcpus | vcpus / max(vcpus, pcpus) | 0 | 1 |
+    | 21G+0 | host_free | free machine memory / host memory | 0 | 1 |
+    | 21G+1 | host_state | ESX state / 3 (high, soft, hard, low) | 0 | 1 |
+    | 21G+2 | host_swap_out | host swap-out this step / max per step | 0 | 1 |
+    | 21G+3 | host_swap_in | host swap-in this step / max per step | 0 | 1 |
+    | 21G+4 | pcpu_load | pCPU time granted / pcpus | 0 | 1 |
+
+    ## Rewards
+
+    Chosen by the scenario's ``reward.name``; default ``weighted_throughput``: the share-weighted
+    mean of guest throughput (fraction of demanded work done, in [0, 1]), minus ``w_oom`` per
+    OOM kill, ``w_host_swap_gib`` per GiB host-swapped and ``w_sla`` per SLA miss. The parts are
+    in ``info`` unweighted (``score``, ``ooms``, ``host_swap_gib``, ``sla_misses``, ...).
+
+    ## Starting State
+
+    Guests booted at the host's initial allocation (every guest at ``max_mib``, scaled down to
+    fit), balloons at the matching size, footprints resident as far as they fit, page cache
+    filled, free memory untouched. Random: workload phase jitter and burst states.
+
+    ## Episode End
+
+    No termination (the host runs on). Truncation after ``max_episode_steps`` steps (default the
+    scenario's ``episode_steps``, 360 = 1 h).
+
+    ## Arguments
+
+    ``gymnasium.make("BalloonGym/IdleTax-v0", render_mode=None, max_episode_steps=None)``, or
+    ``BalloonEnv(scenario=..., max_guests=None, render_mode=None, max_episode_steps=None)``:
+    ``scenario`` is a shipped name, a path to a YAML file or a ``ScenarioConfig``; ``max_guests``
+    pads the guest slots (to share a policy across scenarios); ``render_mode="ansi"`` returns a
+    table of the host and its guests.
+
+    ``info`` holds the reward parts and the exact memory accounting (``kernel_mib``,
+    ``anon_resident_mib``, ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``,
+    ``consumed_mib``, ``host_free_mib``, ...); see :class:`balloon_gym.envs.batch.StepInfo`.
+
+    ## Version History
+
+    * v0: initial release (balloon-gym 0.1).
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        scenario: str | Path | ScenarioConfig = "idle-tax",
+        max_guests: int | None = None,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
+        (self.scenario,) = resolve_scenarios(scenario, 1)
+        self._batch = Batch(build_params([self.scenario], max_guests), max_episode_steps)
+        self.max_guests = self._batch.params.max_guests
+        self.observation_space = observation_space(self.max_guests)
+        self.action_space = action_space(self.max_guests)
+        self.render_mode = render_mode
+        self.guest_names = [g.name for g in self.scenario.expanded_guests()]
+
+    @property
+    def params(self):
+        """The scenario's arrays (batch size one)."""
+        return self._batch.params
+
+    @property
+    def state(self):
+        """The core state (batch size one); read-only by convention."""
+        return self._batch.state
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; see the class docstring for the starting state."""
+        super().reset(seed=seed)
+        obs = self._batch.reset(self.np_random)
+        return obs[0], {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One control interval; raises ``ValueError`` on a non-finite action."""
+        action = np.asarray(action, dtype=np.float64).reshape(1, -1)
+        reward, terminated, truncated, info = self._batch.step(action, self.np_random)
+        obs = self._batch.observe()
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info.row(0)
+
+    def render(self) -> str | None:
+        """The ansi table of the host and its guests (``render_mode="ansi"``)."""
+        if self.render_mode is None or self._batch.state is None:
+            return None
+        return render_host(self._batch.state, self._batch.params, 0, self.guest_names)

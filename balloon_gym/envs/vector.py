@@ -1,0 +1,128 @@
+"""``BalloonVectorEnv``: a native ``gymnasium.vector.VectorEnv`` over the core.
+
+One core call steps every host; there is no per-env Python object. Autoreset follows
+Gymnasium 1.x: ``NEXT_STEP`` (default: the step after an episode ends resets that env and
+ignores its action) or ``SAME_STEP`` (the env resets within the step that ended it; the final
+observation and info are in ``info["final_obs"]`` / ``info["final_info"]``). The manual of the
+environment itself is :class:`balloon_gym.envs.single.BalloonEnv`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from balloon_gym.envs.batch import (
+    Batch,
+    ScenarioLike,
+    build_params,
+    resolve_scenarios,
+)
+from balloon_gym.envs.render import render_host
+from balloon_gym.envs.spaces import action_space, observation_space
+
+
+class BalloonVectorEnv(VectorEnv):
+    """``num_envs`` hosts stepped as one batch; a list of scenarios is assigned round-robin.
+
+    Args:
+        num_envs: Hosts in the batch.
+        scenario: A shipped name, a YAML path, a ``ScenarioConfig``, or a list of them (mixed
+            batch, guests padded to the widest).
+        max_guests: Guest slots per host (default: the widest scenario's guest count).
+        max_episode_steps: Truncation length (default: each scenario's ``episode_steps``).
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``.
+        render_mode: ``"ansi"`` or None; renders env 0.
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: ScenarioLike | Sequence[ScenarioLike] = "idle-tax",
+        max_guests: int | None = None,
+        max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
+    ) -> None:
+        mode = AutoresetMode(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode {mode} not supported; use NEXT_STEP or SAME_STEP")
+        if render_mode is not None and render_mode != "ansi":
+            raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
+        self.scenarios = resolve_scenarios(scenario, num_envs)
+        self._batch = Batch(build_params(self.scenarios, max_guests), max_episode_steps)
+        self.num_envs = num_envs
+        self.max_guests = self._batch.params.max_guests
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
+        self.render_mode = render_mode
+        self.single_observation_space = observation_space(self.max_guests)
+        self.single_action_space = action_space(self.max_guests)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._np_random, self._np_random_seed = seeding.np_random(None)
+
+    @property
+    def batch(self) -> Batch:
+        """The batch runner (params, state, episode clock)."""
+        return self._batch
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every host. ``seed`` seeds the batch's one generator (Gymnasium's rules)."""
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        obs = self._batch.reset(self._np_random)
+        self._needs_reset[:] = False
+        return obs, {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every host; see the module docstring for autoreset."""
+        if self._batch.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._needs_reset.any():
+            return self._step_with_reset(actions)
+        reward, terminated, truncated, info = self._batch.step(actions, self._np_random)
+        done = terminated | truncated
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
+            final_obs = self._batch.observe()
+            self._batch.reset_where(done, self._np_random)
+            self._batch.reset_where(done, self._np_random)
+            final_info, info = info, info.fresh_copy()
+            info.update(final_obs=final_obs, _final_obs=done, final_info=final_info)
+            info["_final_info"] = done
+        self._needs_reset = done
+        return self._batch.observe(), reward, terminated, truncated, info
+
+    def _step_with_reset(self, actions: np.ndarray):
+        """NEXT_STEP: envs that ended last step reset now; the others step."""
+        resetting = self._needs_reset.copy()
+        n = self.num_envs
+        if resetting.all():
+            self._batch.reset(self._np_random)
+            reward, info = np.zeros(n), {}
+        else:
+            reward, _, _, info = self._batch.step(actions, self._np_random)
+            self._batch.reset_where(resetting, self._np_random)
+            reward = np.where(resetting, 0.0, reward)
+        truncated = self._batch.state.t >= self._batch.max_steps
+        self._needs_reset = truncated
+        return self._batch.observe(), reward, np.zeros(n, dtype=bool), truncated, info
+
+    def render(self) -> str | None:
+        """Table of env 0 (``render_mode="ansi"``)."""
+        if self.render_mode is None or self._batch.state is None:
+            return None
+        names = [g.name for g in self.scenarios[0].expanded_guests()]
+        return render_host(self._batch.state, self._batch.params, 0, names)

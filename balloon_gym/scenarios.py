@@ -1,0 +1,72 @@
+"""Scenarios: the YAML files shipped in ``configs/scenarios/`` and the BalloonBench suite.
+
+A scenario is named by its file name (``idle-tax``) and registered with Gymnasium as
+``BalloonGym/<CamelCase>-v0`` (``BalloonGym/IdleTax-v0``). Users can also pass a path to their own
+YAML file, or a :class:`~balloon_gym.config.ScenarioConfig`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from balloon_gym.config import ConfigError, ScenarioConfig, load_scenario_file
+
+#: The v0 BalloonBench suite (DESIGN 5), in leaderboard order.
+BALLOONBENCH_V0: tuple[str, ...] = (
+    "idle-tax",
+    "steady-overcommit",
+    "diurnal",
+    "bursty",
+    "slow-reclaim",
+    "cpu-contention",
+    "driver-outage",
+    "large",
+)
+
+ENV_VERSION = 0
+"""Version suffix of every registered id; bumped whenever the model's numbers change."""
+
+
+def _scenario_dir() -> Path:
+    return Path(str(resources.files("balloon_gym.configs") / "scenarios"))
+
+
+def list_scenarios() -> list[str]:
+    """Names of the shipped scenarios, sorted."""
+    return sorted(p.stem for p in _scenario_dir().glob("*.yaml"))
+
+
+def env_id(name: str) -> str:
+    """Gymnasium id of a scenario name: ``idle-tax`` -> ``BalloonGym/IdleTax-v0``."""
+    camel = "".join(part.capitalize() for part in name.split("-"))
+    return f"BalloonGym/{camel}-v{ENV_VERSION}"
+
+
+@cache
+def _load_shipped(name: str) -> ScenarioConfig:
+    cfg = load_scenario_file(_scenario_dir() / f"{name}.yaml")
+    if cfg.name != name:
+        raise ConfigError(f"scenario file {name}.yaml declares name {cfg.name!r}; make them equal")
+    return cfg
+
+
+def load_scenario(scenario: str | Path | ScenarioConfig) -> ScenarioConfig:
+    """A scenario by shipped name, by path to a YAML file, or as given.
+
+    Raises:
+        ConfigError: For an unknown name (the message lists the known ones), a missing file or
+            an invalid config.
+    """
+    if isinstance(scenario, ScenarioConfig):
+        return scenario
+    text = str(scenario)
+    if text.endswith((".yaml", ".yml")) or "/" in text or "\\\\" in text:
+        return load_scenario_file(text)
+    if text not in list_scenarios():
+        raise ConfigError(
+            f"unknown scenario {text!r}; known scenarios: {', '.join(list_scenarios())} "
+            "(or give a path to a .yaml file)"
+        )
+    return _load_shipped(text)

@@ -1,0 +1,1 @@
+"""Data files shipped with balloon-gym: scenarios/*.yaml and algos/*.yaml."""
