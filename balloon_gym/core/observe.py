@@ -50,6 +50,7 @@ HOST_FEATURES: tuple[tuple[str, str], ...] = (
     ("host_swap_out", "host swap-out this step / max per step"),
     ("host_swap_in", "host swap-in this step / max per step"),
     ("pcpu_load", "pCPU time granted / pcpus"),
+    ("host_capacity", "memory the scheduler may hand out / host mem_mib"),
 )
 
 _FAULT_LOG_SCALE = 8.0
@@ -105,6 +106,7 @@ def observe(state: State, params: Params) -> np.ndarray:
             state.host_swap_out / params.host_swap_out_mib[:, 0],
             state.host_swap_in / params.host_swap_in_mib[:, 0],
             state.cpu_alloc.sum(axis=1) / params.pcpus[:, 0],
+            params.host_target_mib[:, 0] / host_mem,
         ],
         axis=-1,
     )

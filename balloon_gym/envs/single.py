@@ -49,8 +49,8 @@ class BalloonEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(0, 1, (max_guests * 21 + 5,), float32)``: 21 features per guest slot (guest-major),
-    then 5 host features. Only what a balloon driver and the host can report; never the true
+    ``Box(0, 1, (max_guests * 21 + 6,), float32)``: 21 features per guest slot (guest-major),
+    then 6 host features. Only what a balloon driver and the host can report; never the true
     working set. Padding slots are zero.
 
     | index | name | unit / normalisation | min | max |
@@ -81,6 +81,7 @@ class BalloonEnv(gym.Env):
     | 21G+2 | host_swap_out | host swap-out this step / max per step | 0 | 1 |
     | 21G+3 | host_swap_in | host swap-in this step / max per step | 0 | 1 |
     | 21G+4 | pcpu_load | pCPU time granted / pcpus | 0 | 1 |
+    | 21G+5 | host_capacity | memory the scheduler may hand out / host memory | 0 | 1 |
 
     ## Rewards
 
