@@ -53,8 +53,10 @@ def targets(
     absolute = params.min_mib + u * span
     delta = state.alloc_target + mem_action * params.delta_frac * span
     alloc = np.where(params.delta_mode, delta, absolute)
-    alloc = project_allocation(np.clip(alloc, params.min_mib, params.max_mib), params)
-    balloon_target = np.clip(params.mem_mib - alloc, 0.0, params.balloon_max_mib)
+    alloc = project_allocation(
+        np.minimum(np.maximum(alloc, params.min_mib), params.max_mib), params
+    )
+    balloon_target = np.minimum(np.maximum(params.mem_mib - alloc, 0.0), params.balloon_max_mib)
     active = 1.0 + np.rint(0.5 * (vcpu_action + 1.0) * (params.vcpus - 1.0))
     return alloc, balloon_target, params.vcpus - active
 
@@ -143,8 +145,6 @@ def vcpu_reservation(
     state: State, reserved_target: np.ndarray, up: np.ndarray, params: Params
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reserved vCPUs after this step and the stall of hot-(un)plugging them, s ``[G]``."""
-    change = np.clip(
-        reserved_target - state.reserved_vcpus, -params.vcpu_change, params.vcpu_change
-    )
-    change = np.where(up, change, 0.0)
+    limit = np.where(up, params.vcpu_change, 0)
+    change = np.minimum(np.maximum(reserved_target - state.reserved_vcpus, -limit), limit)
     return state.reserved_vcpus + change, np.abs(change) * params.vcpu_change_cost_s

@@ -80,7 +80,7 @@ def sample_active(
     counts those touched, and keeps a fast and a slow exponential average; the estimate is the
     larger of the two. Returns the new ``(active_fast, active_slow)``.
     """
-    true = np.clip(wss_mib / np.maximum(params.mem_mib - balloon_mib, _EPS_MIB), 0.0, 1.0)
+    true = np.minimum(wss_mib / np.maximum(params.mem_mib - balloon_mib, _EPS_MIB), 1.0)
     n = params.sample_pages
     sample = rng.binomial(np.broadcast_to(n, true.shape), true) / n
     fast = state.active_fast + params.sample_fast_alpha * (sample - state.active_fast)

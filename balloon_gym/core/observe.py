@@ -61,54 +61,53 @@ def observation_size(max_guests: int) -> int:
     return max_guests * len(GUEST_FEATURES) + len(HOST_FEATURES)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, 0.0, 1.0)
-
-
 def observe(state: State, params: Params) -> np.ndarray:
-    """Observation of every host, ``(num_envs, observation_size(max_guests))`` float32."""
+    """Observation of every host, ``(num_envs, observation_size(max_guests))`` float32.
+
+    Features are written straight into one float32 buffer (no stacking of temporaries), then
+    clipped to [0, 1] and zeroed for padding in place.
+    """
+    n, g = params.guest_mask.shape
+    nf = len(GUEST_FEATURES)
+    out = np.empty((n, g * nf + len(HOST_FEATURES)), dtype=np.float32)
+    guest = out[:, : g * nf].reshape(n, g, nf)
     mem = params.mem_mib
     active = params.vcpus - state.reserved_vcpus
     shares = np.where(params.guest_mask, params.shares, 0.0)
-    guest = np.stack(
-        [
-            np.ones_like(mem),
-            state.balloon / mem,
-            state.balloon_target / mem,
-            (mem - state.balloon) / mem,
-            state.free / mem,
-            (state.free + state.cache) / mem,
-            state.cache / mem,
-            state.swap_in / params.swap_in_mib,
-            state.swap_out / params.swap_out_mib,
-            np.log10(1.0 + state.fault_pages) / _FAULT_LOG_SCALE,
-            state.oom,
-            state.alloc_stall_s / params.dt_s,
-            state.cpu_alloc / active,
-            active / params.vcpus,
-            state.driver_up,
-            np.maximum(state.active_fast, state.active_slow),
-            mem / params.host_mem_mib,
-            params.min_mib / mem,
-            params.max_mib / mem,
-            shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12),
-            params.vcpus / np.maximum(params.vcpus, params.pcpus),
-        ],
-        axis=-1,
+    columns = (
+        1.0,
+        state.balloon / mem,
+        state.balloon_target / mem,
+        (mem - state.balloon) / mem,
+        state.free / mem,
+        (state.free + state.cache) / mem,
+        state.cache / mem,
+        state.swap_in / params.swap_in_mib,
+        state.swap_out / params.swap_out_mib,
+        np.log10(1.0 + state.fault_pages) * (1.0 / _FAULT_LOG_SCALE),
+        state.oom,
+        state.alloc_stall_s / params.dt_s,
+        state.cpu_alloc / active,
+        active / params.vcpus,
+        state.driver_up,
+        np.maximum(state.active_fast, state.active_slow),
+        mem / params.host_mem_mib,
+        params.min_mib / mem,
+        params.max_mib / mem,
+        shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12),
+        params.vcpus / np.maximum(params.vcpus, params.pcpus),
     )
-    guest = np.where(params.guest_mask[..., None], _unit(guest), 0.0)
+    for k, column in enumerate(columns):
+        guest[:, :, k] = column
+    guest *= params.guest_mask[..., None]
+    host = out[:, g * nf :]
     host_mem = params.host_mem_mib[:, 0]
     free = host_free_mib(state, params)
-    host = np.stack(
-        [
-            free / host_mem,
-            host_memory_state(free, params) / 3.0,
-            state.host_swap_out / params.host_swap_out_mib[:, 0],
-            state.host_swap_in / params.host_swap_in_mib[:, 0],
-            state.cpu_alloc.sum(axis=1) / params.pcpus[:, 0],
-            params.host_target_mib[:, 0] / host_mem,
-        ],
-        axis=-1,
-    )
-    flat = np.concatenate([guest.reshape(state.num_envs, -1), _unit(host)], axis=1)
-    return flat.astype(np.float32)
+    host[:, 0] = free / host_mem
+    host[:, 1] = host_memory_state(free, params) * (1.0 / 3.0)
+    host[:, 2] = state.host_swap_out / params.host_swap_out_mib[:, 0]
+    host[:, 3] = state.host_swap_in / params.host_swap_in_mib[:, 0]
+    host[:, 4] = state.cpu_alloc.sum(axis=1) / params.pcpus[:, 0]
+    host[:, 5] = params.host_target_mib[:, 0] / host_mem
+    np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
+    return out

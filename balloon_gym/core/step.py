@@ -75,7 +75,7 @@ def split_action(action: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
             f"action contains NaN or infinite values (first at env {bad[0]}, index {bad[1]}); "
             "actions must be finite numbers in [-1, 1]"
         )
-    action = np.clip(action, -1.0, 1.0)
+    action = np.minimum(np.maximum(action, -1.0), 1.0)
     return action[:, :g], action[:, g:]
 
 
