@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
@@ -167,15 +175,18 @@ class WorkloadConfig(_Frozen):
     @classmethod
     def _kind_defaults(cls, data: Any) -> Any:
         """Fill the fields a kind is about with its defaults, where the file leaves them out."""
-        if isinstance(data, dict) and data.get("kind") in WORKLOAD_KIND_DEFAULTS:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in WORKLOAD_KIND_DEFAULTS:
             return {**WORKLOAD_KIND_DEFAULTS[data["kind"]], **data}
         return data
 
-    @model_validator(mode="after")
-    def _check_phase_range(self) -> WorkloadConfig:
-        if self.phase_low > self.phase_high:
-            raise ValueError("phase_low must be <= phase_high; swap the two values")
-        return self
+    @field_validator("phase_high")
+    @classmethod
+    def _check_phase_range(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("phase_low")
+        if low is not None and low > value:
+            raise ValueError(f"phase_high ({value:g}) < phase_low ({low:g}); swap the two values")
+        return value
 
 
 class GuestConfig(_Frozen):
@@ -221,23 +232,45 @@ class GuestConfig(_Frozen):
         """Upper allocation bound, MiB (``max_mib`` or ``mem_mib``)."""
         return self.mem_mib if self.max_mib is None else self.max_mib
 
+    @field_validator("min_mib")
+    @classmethod
+    def _check_min(cls, value: float, info: ValidationInfo) -> float:
+        mem = info.data.get("mem_mib")
+        if mem is not None and value > mem:
+            raise ValueError(
+                f"min_mib ({value:g}) > mem_mib ({mem:g}); lower min_mib or raise mem_mib"
+            )
+        return value
+
+    @field_validator("max_mib")
+    @classmethod
+    def _check_max(cls, value: float | None, info: ValidationInfo) -> float | None:
+        mem, low = info.data.get("mem_mib"), info.data.get("min_mib")
+        if value is not None and mem is not None and low is not None and not low <= value <= mem:
+            raise ValueError(
+                f"max_mib ({value:g}) must lie in [min_mib, mem_mib] = [{low:g}, {mem:g}]; "
+                "move it into that range or leave it out"
+            )
+        return value
+
+    @field_validator("kernel_mib")
+    @classmethod
+    def _check_kernel(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_mib")
+        if low is not None and value >= low:
+            raise ValueError(
+                f"kernel_mib ({value:g}) must be below min_mib ({low:g}); "
+                "lower kernel_mib or raise min_mib"
+            )
+        return value
+
+    @property
+    def floor_mib(self) -> float:
+        """The least memory ballooning can leave the guest, MiB: its minimum or balloon cap."""
+        return max(self.min_mib, self.mem_mib * (1.0 - self.driver.max_balloon_frac))
+
     @model_validator(mode="after")
     def _check_sizes(self) -> GuestConfig:
-        if self.min_mib > self.mem_mib:
-            raise ValueError(
-                f"min_mib ({self.min_mib:g}) > mem_mib ({self.mem_mib:g}); "
-                "lower min_mib or raise mem_mib"
-            )
-        if self.max_alloc_mib > self.mem_mib or self.max_alloc_mib < self.min_mib:
-            raise ValueError(
-                f"max_mib ({self.max_alloc_mib:g}) must lie in [min_mib, mem_mib] = "
-                f"[{self.min_mib:g}, {self.mem_mib:g}]"
-            )
-        if self.kernel_mib >= self.min_mib:
-            raise ValueError(
-                f"kernel_mib ({self.kernel_mib:g}) must be below min_mib ({self.min_mib:g}); "
-                "a guest needs room beyond its kernel"
-            )
         floor = self.mem_mib * (1.0 - self.driver.max_balloon_frac)
         if floor > self.max_alloc_mib:
             raise ValueError(
@@ -287,18 +320,24 @@ class ScenarioConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_host_holds_minimums(self) -> ScenarioConfig:
-        need = sum(g.min_mib * g.count for g in self.guests) + self.host.reserved_mib
+        need = sum(g.floor_mib * g.count for g in self.guests) + self.host.reserved_mib
         if need > self.host.mem_mib:
             raise ValueError(
-                f"host.mem_mib ({self.host.mem_mib:g}) cannot hold the guests' min_mib plus "
-                f"host.reserved_mib ({need:g} MiB); raise host.mem_mib or lower min_mib"
+                f"host.mem_mib ({self.host.mem_mib:g}) cannot hold the guests' floors (the larger "
+                "of min_mib and what the balloon cap leaves, mem_mib * (1 - max_balloon_frac)) "
+                f"plus host.reserved_mib ({need:g} MiB); raise host.mem_mib, lower min_mib or "
+                "raise driver.max_balloon_frac"
             )
         return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid scenario {source}:"]
-    for e in err.errors():
+    errors = err.errors()
+    guest_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "guests" for e in errors)
+    for e in errors:
+        if guest_errors and e["type"] == "too_short" and tuple(e["loc"]) == ("guests",):
+            continue  # the list is not empty: its only guests were invalid, reported above
         path = ""
         for part in e["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -341,6 +380,10 @@ def load_scenario_file(path: str | Path) -> ScenarioConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"scenario file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"scenario file {path} is not UTF-8 text ({err.reason}); save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -92,7 +92,7 @@ def guests(draw):
 @st.composite
 def scenarios(draw):
     gs = draw(st.lists(guests(), min_size=1, max_size=5))
-    mins = sum(g["min_mib"] for g in gs)
+    mins = sum(max(g["min_mib"], g["mem_mib"] * (1 - g["driver"]["max_balloon_frac"])) for g in gs)
     reserved = draw(st.floats(0, 2048))
     overcommit = draw(st.floats(0.4, 1.5))
     mem = max(mins + reserved + 1.0, sum(g["mem_mib"] for g in gs) * overcommit) / 0.94

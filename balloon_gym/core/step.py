@@ -85,7 +85,8 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     Every guest starts at ``project_allocation(max_mib)`` (all guests at their maximum, scaled
     down until the host holds them) with its balloon at the matching size, its footprint
     resident as far as it fits (the rest in guest swap), page cache filled from what is left,
-    and its free memory never touched (no machine page behind it).
+    and its free memory never touched (no machine page behind it). If the guests' boot footprint
+    does not fit the host, the host has swapped the excess out of them, in proportion.
     """
     shape = params.guest_mask.shape
     zeros = np.zeros(shape)
@@ -100,6 +101,14 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     anon_res = np.minimum(anon, usable)
     cache = np.where(mask, np.minimum(d.cache_mib, usable - anon_res), 0.0)
     free = usable - anon_res - cache
+    # A host too small for what its guests touched at boot has swapped the excess out of them.
+    touched = np.where(mask, params.kernel_mib + anon_res + cache, 0.0)
+    spare = params.host_mem_mib - params.host_reserved_mib - touched.sum(axis=1, keepdims=True)
+    excess = np.maximum(-spare, 0.0)
+    share = (touched - params.kernel_mib) / np.maximum(
+        (touched - params.kernel_mib).sum(axis=1, keepdims=True), 1e-12
+    )
+    host_swap = np.where(mask, excess * share, 0.0)
     active = np.where(mask & params.sampling, np.clip(d.wss_mib / (params.mem_mib - bal), 0, 1), 0)
     return State(
         t=t,
@@ -110,7 +119,7 @@ def reset(params: Params, rng: np.random.Generator) -> State:
         untouched=free.copy(),
         balloon=bal,
         balloon_swap=zeros.copy(),
-        host_swap=zeros.copy(),
+        host_swap=host_swap,
         alloc_target=alloc,
         balloon_target=bal.copy(),
         reserved_vcpus=zeros.copy(),

@@ -97,7 +97,8 @@ class StepInfo(MutableMapping[str, Any]):
         if key in self._parts:
             return self._parts[key]
         if key in self._GUEST_KEYS:
-            return getattr(s, self._GUEST_KEYS[key])
+            value = getattr(s, self._GUEST_KEYS[key])
+            return np.where(p.guest_mask, value, np.zeros((), value.dtype))
         derived = {
             "kernel_mib": lambda: np.where(p.guest_mask, p.kernel_mib, 0.0),
             "mem_mib": lambda: np.where(p.guest_mask, p.mem_mib, 0.0),

@@ -24,11 +24,14 @@ def render_host(state: State, params: Params, i: int = 0, names: list[str] | Non
         f"{'cache':>7}{'free':>7}{'used':>7}{'hswap':>7}{'vcpu':>6}{'drv':>5}{'tput':>6}",
     ]
     used = consumed_mib(state, params)
-    for g in np.flatnonzero(params.guest_mask[i]):
-        name = names[g] if names and g < len(names) else f"guest-{g}"
+    slots = np.flatnonzero(params.guest_mask[i])
+    labels = [names[g] if names and g < len(names) else f"guest-{g}" for g in slots]
+    width = max([16, *(len(n) + 1 for n in labels)])
+    lines[1] = f"{'guest':<{width}}" + lines[1][16:]
+    for g, name in zip(slots, labels, strict=True):
         active = params.vcpus[i, g] - state.reserved_vcpus[i, g]
         lines.append(
-            f"{name[:15]:<16}{params.mem_mib[i, g]:7.0f}{state.alloc_target[i, g]:8.0f}"
+            f"{name:<{width}}{params.mem_mib[i, g]:7.0f}{state.alloc_target[i, g]:8.0f}"
             f"{state.balloon[i, g]:8.0f}{state.anon_res[i, g]:7.0f}{state.anon_swap[i, g]:6.0f}"
             f"{state.cache[i, g]:7.0f}{state.free[i, g]:7.0f}{used[i, g]:7.0f}"
             f"{state.host_swap[i, g]:7.0f}{active:3.0f}/{params.vcpus[i, g]:<2.0f}"

@@ -42,6 +42,7 @@ class BalloonSB3VecEnv(VecEnv):
         self.scenarios = resolve_scenarios(scenario, num_envs)
         self._batch = Batch(build_params(self.scenarios, max_guests), max_episode_steps)
         g = self._batch.params.max_guests
+        self.render_mode = None  # read by VecEnv.__init__; text rendering: render_text()
         super().__init__(num_envs, observation_space(g), action_space(g))
         self._rng, _ = seeding.np_random(None)
         self._actions: np.ndarray | None = None

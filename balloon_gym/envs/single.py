@@ -157,7 +157,13 @@ class BalloonEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """One control interval; raises ``ValueError`` on a non-finite action."""
-        action = np.asarray(action, dtype=np.float64).reshape(1, -1)
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"action has shape {action.shape}, expected {self.action_space.shape}: "
+                "memory actions for every guest slot, then vCPU actions"
+            )
+        action = action[None, :]
         reward, terminated, truncated, info = self._batch.step(action, self.np_random)
         obs = self._batch.observe()
         return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info.row(0)

@@ -98,12 +98,11 @@ class BalloonVectorEnv(VectorEnv):
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             final_obs = self._batch.observe()
             self._batch.reset_where(done, self._np_random)
-            self._batch.reset_where(done, self._np_random)
-            final_info, info = info, info.fresh_copy()
-            info.update(final_obs=final_obs, _final_obs=done, final_info=final_info)
-            info["_final_info"] = done
+            final_info = dict(info)
+            info = {**final_info, "final_obs": final_obs, "_final_obs": done}
+            info.update(final_info=final_info, _final_info=done)
         self._needs_reset = done
-        return self._batch.observe(), reward, terminated, truncated, info
+        return self._batch.observe(), reward, terminated, truncated, dict(info)
 
     def _step_with_reset(self, actions: np.ndarray):
         """NEXT_STEP: envs that ended last step reset now; the others step."""
@@ -113,9 +112,10 @@ class BalloonVectorEnv(VectorEnv):
             self._batch.reset(self._np_random)
             reward, info = np.zeros(n), {}
         else:
-            reward, _, _, info = self._batch.step(actions, self._np_random)
+            reward, _, _, step_info = self._batch.step(actions, self._np_random)
             self._batch.reset_where(resetting, self._np_random)
             reward = np.where(resetting, 0.0, reward)
+            info = dict(step_info)
         truncated = self._batch.state.t >= self._batch.max_steps
         self._needs_reset = truncated
         return self._batch.observe(), reward, np.zeros(n, dtype=bool), truncated, info
