@@ -121,6 +121,7 @@ WORKLOAD_KIND_DEFAULTS: dict[str, dict[str, float]] = {
     "phases": {"phase_mean_s": 600.0},
     "leak": {"leak_mib_s": 0.5},
     "idle": {"wss_frac": 0.03, "cpu_vcpus": 0.05},
+    "trace": {"anon_mib": 128.0, "cache_mib": 256.0, "cpu_vcpus": 0.05},
 }
 """Defaults each workload kind sets for the fields it is about (a file's own values win)."""
 
@@ -135,7 +136,7 @@ class WorkloadConfig(_Frozen):
     ``cpu = cpu_vcpus * level``.
     """
 
-    kind: Literal["constant", "diurnal", "bursty", "phases", "leak", "idle"] = "constant"
+    kind: Literal["constant", "diurnal", "bursty", "phases", "leak", "idle", "trace"] = "constant"
     anon_mib: float = Field(2048.0, ge=0, le=2**22, description="Base anonymous footprint, MiB.")
     wss_frac: float = Field(
         0.6, ge=0, le=1, description="Hot fraction of the anonymous footprint (touched each step)."
@@ -169,6 +170,21 @@ class WorkloadConfig(_Frozen):
     )
     touch_mib_s: float = Field(
         0.0, ge=0, le=1e6, description="Extra cold-page touches, MiB/s (0 = hot set only)."
+    )
+    trace_source: str = Field(
+        "sample",
+        min_length=1,
+        description="kind trace: 'sample' (the packaged Bitbrains sample), a TraceBank .npz "
+        "file or a directory of trace files.",
+    )
+    trace_split: Literal["train", "heldout", "all"] = Field(
+        "train", description="kind trace: which VMs an episode may draw (held-out: evaluation)."
+    )
+    trace_mem_scale: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="kind trace: footprint = used / provisioned memory * mem_mib * this.",
     )
 
     @model_validator(mode="before")

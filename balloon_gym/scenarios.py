@@ -22,6 +22,7 @@ BALLOONBENCH_V0: tuple[str, ...] = (
     "slow-reclaim",
     "cpu-contention",
     "driver-outage",
+    "trace-replay",
     "large",
 )
 

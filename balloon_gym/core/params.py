@@ -11,11 +11,13 @@ Derived constants (per-step rates, probabilities) are computed here, once, and n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
-from balloon_gym.config import GuestConfig, ScenarioConfig, WorkloadConfig
+from balloon_gym.config import ConfigError, GuestConfig, ScenarioConfig, WorkloadConfig
+from balloon_gym.core.tracebank import Bank, load_bank
 
 FLOAT = np.float64
 """Float type of the core. float64 keeps the accounting identities exact to ~1e-9 MiB."""
@@ -114,6 +116,16 @@ class Params(NamedTuple):
     oom_restart_frac: np.ndarray  # [G] footprint right after an OOM, fraction
     oom_recover_per_step: np.ndarray  # [G] footprint regained per step after an OOM, fraction
     touch_mib: np.ndarray  # [G] cold pages touched per step, MiB
+    # --- trace replay [G] ---
+    trace_mask: np.ndarray  # [G] bool, the guest replays a trace
+    trace_lo: np.ndarray  # [G] int, first VM of the guest's pool in the bank
+    trace_hi: np.ndarray  # [G] int, one past the last VM of the pool
+    trace_rate: np.ndarray  # [G] trace samples per step (dt_s / sample period)
+    trace_mem_scale: np.ndarray  # [G] footprint = used fraction * mem_mib * scale
+    # --- the trace bank: shared by the whole batch, no batch axis ---
+    bank_mem_frac: np.ndarray  # (num_vms, max_len) memory used / provisioned
+    bank_cpu_frac: np.ndarray  # (num_vms, max_len) CPU used / provisioned vCPUs
+    bank_len: np.ndarray  # (num_vms,) int, samples of each VM
 
     @property
     def num_envs(self) -> int:
@@ -134,6 +146,10 @@ _PAD_GUEST = GuestConfig(
     workload=WorkloadConfig(anon_mib=0.0, wss_frac=0.0, cache_mib=0.0, cpu_vcpus=0.0),
 )
 """An empty slot: valid sizes (no division by zero), no demand; masked out and zero shares."""
+
+
+SHARED_FIELDS = frozenset({"bank_mem_frac", "bank_cpu_frac", "bank_len"})
+"""Params fields without a batch axis (the trace bank), shared by every env of a batch."""
 
 
 def _prob_per_step(dt_s: float, mean_s: float) -> float:
@@ -166,7 +182,7 @@ def _host_row(cfg: ScenarioConfig) -> dict[str, float]:
     }
 
 
-def _guest_row(g: GuestConfig, dt: float) -> dict[str, float]:
+def _guest_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]:
     d, w = g.driver, g.workload
     speed = d.user_speed if d.kind == "user" else 1.0
     recover_steps = max(1.0, w.oom_recover_s / dt)
@@ -218,10 +234,34 @@ def _guest_row(g: GuestConfig, dt: float) -> dict[str, float]:
         "oom_restart_frac": w.oom_restart_frac,
         "oom_recover_per_step": (1.0 - w.oom_restart_frac) / recover_steps,
         "touch_mib": w.touch_mib_s * dt,
+        **_trace_row(g, dt, bank),
     }
 
 
-_INT_FIELDS = {"episode_steps", "sample_pages", "reward_kind", "outage_start_step", "outage_steps"}
+def _trace_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]:
+    w = g.workload
+    if w.kind != "trace" or bank is None:
+        return {"trace_mask": False, "trace_lo": 0, "trace_hi": 0, "trace_rate": 0.0,
+                "trace_mem_scale": 1.0}  # fmt: skip
+    lo, hi = bank.pools[w.trace_split]
+    return {
+        "trace_mask": True,
+        "trace_lo": lo,
+        "trace_hi": hi,
+        "trace_rate": dt / bank.sample_period_s,
+        "trace_mem_scale": w.trace_mem_scale,
+    }
+
+
+_INT_FIELDS = {
+    "episode_steps",
+    "sample_pages",
+    "reward_kind",
+    "outage_start_step",
+    "outage_steps",
+    "trace_lo",
+    "trace_hi",
+}
 _BOOL_FIELDS = {
     "sampling",
     "delta_mode",
@@ -229,6 +269,7 @@ _BOOL_FIELDS = {
     "user_driver",
     "rate_adaptive",
     "driver_present",
+    "trace_mask",
 }
 
 
@@ -240,12 +281,53 @@ def _dtype(name: str) -> type:
     return FLOAT
 
 
-def params_from_scenario(cfg: ScenarioConfig, max_guests: int | None = None) -> Params:
+def _with_split(g: GuestConfig, split: str) -> GuestConfig:
+    if g.workload.kind != "trace":
+        return g
+    return g.model_copy(update={"workload": g.workload.model_copy(update={"trace_split": split})})
+
+
+def _scenario_bank(guests: list[GuestConfig]) -> Bank | None:
+    """The one trace bank a scenario's trace guests replay, or None."""
+    sources = {g.workload.trace_source for g in guests if g.workload.kind == "trace"}
+    if not sources:
+        return None
+    if len(sources) > 1:
+        raise ConfigError(
+            f"trace guests of one scenario use different trace_source values {sorted(sources)}; "
+            "give them the same one"
+        )
+    bank = load_bank(sources.pop())
+    for g in guests:
+        lo, hi = bank.pools[g.workload.trace_split] if g.workload.kind == "trace" else (0, 1)
+        if hi <= lo:
+            raise ConfigError(
+                f"guest {g.name!r}: trace split {g.workload.trace_split!r} of its trace_source "
+                "has no VM; choose another split or add traces"
+            )
+    return bank
+
+
+def _bank_fields(bank: Bank | None) -> dict[str, np.ndarray]:
+    if bank is None:
+        return {
+            "bank_mem_frac": np.zeros((0, 1)),
+            "bank_cpu_frac": np.zeros((0, 1)),
+            "bank_len": np.zeros(0, dtype=np.int64),
+        }
+    return {"bank_mem_frac": bank.mem_frac, "bank_cpu_frac": bank.cpu_frac, "bank_len": bank.length}
+
+
+def params_from_scenario(
+    cfg: ScenarioConfig, max_guests: int | None = None, trace_split: str | None = None
+) -> Params:
     """Arrays of one scenario at batch size one, guests padded to ``max_guests``.
 
     Args:
         cfg: A validated scenario.
         max_guests: Guest slots; default the scenario's own guest count.
+        trace_split: Overrides every trace guest's ``trace_split`` (``"heldout"`` for
+            evaluation); None keeps the scenario's.
 
     Raises:
         ValueError: If the scenario has more guests than ``max_guests``.
@@ -257,23 +339,42 @@ def params_from_scenario(cfg: ScenarioConfig, max_guests: int | None = None) -> 
             f"scenario {cfg.name!r} has {len(guests)} guests but max_guests={g_max}; "
             "raise max_guests"
         )
+    if trace_split is not None:
+        guests = [_with_split(g, trace_split) for g in guests]
+    bank = _scenario_bank(guests)
     host = _host_row(cfg)
-    rows = [_guest_row(g, cfg.dt_s) for g in guests]
-    pad_row = {**_guest_row(_PAD_GUEST, cfg.dt_s), "guest_mask": False, "shares": 0.0}
+    rows = [_guest_row(g, cfg.dt_s, bank) for g in guests]
+    pad_row = {**_guest_row(_PAD_GUEST, cfg.dt_s, None), "guest_mask": False, "shares": 0.0}
     fields: dict[str, np.ndarray] = {}
     for name, value in host.items():
         fields[name] = np.full((1, 1), value, dtype=_dtype(name))
     for name in rows[0]:
         col = [r[name] for r in rows] + [pad_row[name]] * (g_max - len(rows))
         fields[name] = np.asarray(col, dtype=_dtype(name)).reshape(1, g_max)
+    fields.update(_bank_fields(bank))
     return Params(**fields)
+
+
+def _shared_bank(params: list[Params]) -> dict[str, np.ndarray]:
+    banks = [p for p in params if p.bank_len.size]
+    first = banks[0] if banks else params[0]
+    for p in banks[1:]:
+        if p.bank_len is not first.bank_len and not (
+            p.bank_mem_frac.shape == first.bank_mem_frac.shape
+            and np.array_equal(p.bank_mem_frac, first.bank_mem_frac)
+        ):
+            raise ValueError(
+                "scenarios in one batch replay different trace banks; give their trace guests "
+                "the same trace_source or run them in separate batches"
+            )
+    return {name: getattr(first, name) for name in SHARED_FIELDS}
 
 
 def stack_params(params: list[Params]) -> Params:
     """Concatenate params of equal ``max_guests`` along the batch axis.
 
     Raises:
-        ValueError: If the batches disagree on ``max_guests``.
+        ValueError: If the batches disagree on ``max_guests`` or replay different trace banks.
     """
     widths = {p.max_guests for p in params}
     if len(widths) != 1:
@@ -281,14 +382,24 @@ def stack_params(params: list[Params]) -> Params:
             f"cannot stack params with different max_guests {sorted(widths)}; "
             "build them with the same max_guests"
         )
-    return Params(*(np.concatenate(cols, axis=0) for cols in zip(*params, strict=True)))
+    fields = {
+        name: np.concatenate([getattr(p, name) for p in params], axis=0)
+        for name in Params._fields
+        if name not in SHARED_FIELDS
+    }
+    return Params(**fields, **_shared_bank(params))
+
+
+def _map_batched(params: Params, fn: Callable[[np.ndarray], np.ndarray]) -> Params:
+    fields = zip(Params._fields, params, strict=True)
+    return Params(*(a if name in SHARED_FIELDS else fn(a) for name, a in fields))
 
 
 def repeat_params(params: Params, num_envs: int) -> Params:
     """Tile a batch-one ``Params`` to ``num_envs`` identical hosts."""
-    return Params(*(np.repeat(a, num_envs, axis=0) for a in params))
+    return _map_batched(params, lambda a: np.repeat(a, num_envs, axis=0))
 
 
 def select_params(params: Params, index: np.ndarray) -> Params:
     """Rows ``index`` of every field (an integer array or a boolean mask over envs)."""
-    return Params(*(a[index] for a in params))
+    return _map_batched(params, lambda a: a[index])

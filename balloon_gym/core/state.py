@@ -40,6 +40,8 @@ class State(NamedTuple):
     phase_offset: np.ndarray  # [G] per-episode phase jitter, fraction of a period
     leak: np.ndarray  # [G] leaked anonymous memory, MiB
     oom_scale: np.ndarray  # [G] footprint scale after an OOM kill (1 = recovered)
+    trace_vm: np.ndarray  # [G] int, the trace bank VM a trace guest replays this episode
+    trace_pos: np.ndarray  # [G] trace position at reset, samples
     # driver availability
     outage_left: np.ndarray  # [G] int, steps of outage still to come
     # host's statistical estimate of each guest's active fraction

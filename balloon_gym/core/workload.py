@@ -14,6 +14,11 @@ branch. At step ``t`` (time ``t * dt_s``):
 Bursts are a two-state Markov chain, phase changes a Poisson process whose new level is uniform
 on ``[phase_low, phase_high]``; an OOM kill cuts the footprint to ``oom_restart_frac`` and it
 grows back linearly.
+
+A **trace** guest replays a real VM (drawn per episode from its pool, from a random start):
+memory used / provisioned, interpolated linearly at the step's time, times ``trace_mem_scale``
+(capped at 1) times ``mem_mib``, replaces ``anon_mib * level`` (``anon_mib`` is then a floor),
+and CPU used / provisioned vCPUs times ``vcpus`` replaces ``cpu_vcpus * level`` (a floor too).
 """
 
 from __future__ import annotations
@@ -38,6 +43,25 @@ class Demand(NamedTuple):
     cpu_vcpus: np.ndarray  # CPU demand, vCPUs
 
 
+def trace_usage(
+    t: np.ndarray, trace_vm: np.ndarray, trace_pos: np.ndarray, params: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Memory and CPU used / provisioned of each guest's trace at step ``t``, ``[G]`` each.
+
+    Linear interpolation between samples, wrapping around the end of the VM's trace.
+    """
+    length = params.bank_len[trace_vm]
+    pos = trace_pos + t[:, None] * params.trace_rate
+    base = np.floor(pos)
+    w = pos - base
+    i0 = base.astype(np.int64) % length
+    i1 = (i0 + 1) % length
+    mem, cpu = params.bank_mem_frac, params.bank_cpu_frac
+    mem_frac = (1.0 - w) * mem[trace_vm, i0] + w * mem[trace_vm, i1]
+    cpu_frac = (1.0 - w) * cpu[trace_vm, i0] + w * cpu[trace_vm, i1]
+    return mem_frac, cpu_frac
+
+
 def demand(
     t: np.ndarray,
     burst_on: np.ndarray,
@@ -45,33 +69,50 @@ def demand(
     phase_offset: np.ndarray,
     leak: np.ndarray,
     oom_scale: np.ndarray,
+    trace_vm: np.ndarray,
+    trace_pos: np.ndarray,
     params: Params,
 ) -> Demand:
     """Demand at step ``t`` (``[N]``) given the process state (all other arrays ``[G]``)."""
     angle = 2.0 * np.pi * (t[:, None] / params.diurnal_period_steps + params.diurnal_phase)
     level = 1.0 + params.diurnal_amp * np.sin(angle + 2.0 * np.pi * phase_offset)
     level = level * np.where(burst_on, params.burst_mult, 1.0) * phase_level
-    anon = (params.anon_mib * level + leak) * oom_scale
+    anon_base = params.anon_mib * level
+    cpu = params.cpu_vcpus * level
+    if params.bank_len.size:  # a batch-level switch, not a branch per guest
+        mem_frac, cpu_frac = trace_usage(t, trace_vm, trace_pos, params)
+        traced = params.trace_mask
+        anon_base = np.where(
+            traced,
+            np.maximum(
+                np.minimum(mem_frac * params.trace_mem_scale, 1.0) * params.mem_mib,
+                params.anon_mib,
+            ),
+            anon_base,
+        )
+        cpu = np.where(traced, np.maximum(cpu_frac * params.vcpus, params.cpu_vcpus), cpu)
+    anon = (anon_base + leak) * oom_scale
     wss = np.minimum(params.wss_frac * anon + params.touch_mib, anon)
-    return Demand(
-        anon_mib=anon,
-        wss_mib=wss,
-        cache_mib=params.cache_mib * level,
-        cpu_vcpus=params.cpu_vcpus * level,
-    )
+    return Demand(anon_mib=anon, wss_mib=wss, cache_mib=params.cache_mib * level, cpu_vcpus=cpu)
 
 
 def initial_process(params: Params, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random start of the workload process: burst state from its stationary law, jitter."""
+    """Random start of the workload process: burst state from its stationary law, jitter,
+    and for trace guests the VM (uniform over the guest's pool) and a start offset."""
     shape = params.guest_mask.shape
-    u = rng.random((2, *shape))
+    u = rng.random((4, *shape))
     p_on = params.burst_p_on / np.maximum(params.burst_p_on + params.burst_p_off, 1e-12)
+    span = params.trace_hi - params.trace_lo
+    trace_vm = params.trace_lo + np.minimum((u[2] * span).astype(np.int64), np.maximum(span - 1, 0))
+    length = params.bank_len[trace_vm] if params.bank_len.size else np.ones(shape, np.int64)
     return {
         "burst_on": (u[0] < p_on) & (params.burst_mult > 1.0),
         "phase_level": np.ones(shape),
         "phase_offset": u[1] * params.phase_jitter,
         "leak": np.zeros(shape),
         "oom_scale": np.ones(shape),
+        "trace_vm": np.where(params.trace_mask, trace_vm, 0),
+        "trace_pos": np.where(params.trace_mask, u[3] * length, 0.0),
     }
 
 
@@ -98,5 +139,7 @@ def advance(
         "phase_offset": state.phase_offset,
         "leak": leak,
         "oom_scale": oom_scale,
+        "trace_vm": state.trace_vm,
+        "trace_pos": state.trace_pos,
     }
     return process, demand(state.t + 1, params=params, **process)

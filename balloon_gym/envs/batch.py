@@ -35,14 +35,24 @@ def resolve_scenarios(
     return [configs[i % len(configs)] for i in range(num_envs)]
 
 
-def build_params(configs: Sequence[ScenarioConfig], max_guests: int | None = None) -> Params:
-    """Params of a batch of (possibly different) scenarios, padded to a common width."""
+def build_params(
+    configs: Sequence[ScenarioConfig],
+    max_guests: int | None = None,
+    trace_split: str | None = None,
+) -> Params:
+    """Params of a batch of (possibly different) scenarios, padded to a common width.
+
+    ``trace_split`` overrides the split trace guests draw VMs from (``"heldout"`` for
+    evaluation); None keeps each scenario's.
+    """
+    if trace_split not in (None, "train", "heldout", "all"):
+        raise ValueError(f"trace_split {trace_split!r} unknown; use train, heldout, all or None")
     width = max(c.num_guests for c in configs) if max_guests is None else max_guests
     cache: dict[int, Params] = {}
     rows = []
     for c in configs:
         if id(c) not in cache:
-            cache[id(c)] = params_from_scenario(c, width)
+            cache[id(c)] = params_from_scenario(c, width, trace_split)
         rows.append(cache[id(c)])
     return stack_params(rows)
 

@@ -38,9 +38,12 @@ class BalloonSB3VecEnv(VecEnv):
         scenario: ScenarioLike | Sequence[ScenarioLike] = "idle-tax",
         max_guests: int | None = None,
         max_episode_steps: int | None = None,
+        trace_split: str | None = None,
     ) -> None:
         self.scenarios = resolve_scenarios(scenario, num_envs)
-        self._batch = Batch(build_params(self.scenarios, max_guests), max_episode_steps)
+        self._batch = Batch(
+            build_params(self.scenarios, max_guests, trace_split), max_episode_steps
+        )
         g = self._batch.params.max_guests
         self.render_mode = None  # read by VecEnv.__init__; text rendering: render_text()
         super().__init__(num_envs, observation_space(g), action_space(g))

@@ -107,7 +107,8 @@ class BalloonEnv(gym.Env):
     ``BalloonEnv(scenario=..., max_guests=None, render_mode=None, max_episode_steps=None)``:
     ``scenario`` is a shipped name, a path to a YAML file or a ``ScenarioConfig``; ``max_guests``
     pads the guest slots (to share a policy across scenarios); ``render_mode="ansi"`` returns a
-    table of the host and its guests.
+    table of the host and its guests; ``trace_split`` ("train", "heldout", "all") overrides which
+    real VMs trace-replay guests draw (evaluation uses "heldout").
 
     ``info`` holds the reward parts and the exact memory accounting (``kernel_mib``,
     ``anon_resident_mib``, ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``,
@@ -126,11 +127,14 @@ class BalloonEnv(gym.Env):
         max_guests: int | None = None,
         render_mode: str | None = None,
         max_episode_steps: int | None = None,
+        trace_split: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
         (self.scenario,) = resolve_scenarios(scenario, 1)
-        self._batch = Batch(build_params([self.scenario], max_guests), max_episode_steps)
+        self._batch = Batch(
+            build_params([self.scenario], max_guests, trace_split), max_episode_steps
+        )
         self.max_guests = self._batch.params.max_guests
         self.observation_space = observation_space(self.max_guests)
         self.action_space = action_space(self.max_guests)

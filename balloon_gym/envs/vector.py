@@ -38,6 +38,8 @@ class BalloonVectorEnv(VectorEnv):
         max_episode_steps: Truncation length (default: each scenario's ``episode_steps``).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``.
         render_mode: ``"ansi"`` or None; renders env 0.
+        trace_split: Which trace VMs trace guests draw (``"heldout"`` for evaluation); None
+            keeps each scenario's (training VMs by default).
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -50,6 +52,7 @@ class BalloonVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        trace_split: str | None = None,
     ) -> None:
         mode = AutoresetMode(autoreset_mode)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -57,7 +60,9 @@ class BalloonVectorEnv(VectorEnv):
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
         self.scenarios = resolve_scenarios(scenario, num_envs)
-        self._batch = Batch(build_params(self.scenarios, max_guests), max_episode_steps)
+        self._batch = Batch(
+            build_params(self.scenarios, max_guests, trace_split), max_episode_steps
+        )
         self.num_envs = num_envs
         self.max_guests = self._batch.params.max_guests
         self.metadata = {**self.metadata, "autoreset_mode": mode}
