@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from balloon_gym.core.params import Params
+from balloon_gym.core.rows import row_sum_keep
 from balloon_gym.core.state import State
 
 _EPS_MIB = 1e-6
@@ -27,9 +28,9 @@ def project_allocation(alloc: np.ndarray, params: Params) -> np.ndarray:
     the sum fits ``host_target_mib`` (machine memory less the reserve and the high-state margin).
     """
     above = np.where(params.guest_mask, alloc - params.min_mib, 0.0)
-    mins = np.where(params.guest_mask, params.min_mib, 0.0).sum(axis=1, keepdims=True)
+    mins = row_sum_keep(np.where(params.guest_mask, params.min_mib, 0.0))
     room = np.maximum(params.host_target_mib - mins, 0.0)
-    total = above.sum(axis=1, keepdims=True)
+    total = row_sum_keep(above)
     scale = np.minimum(1.0, room / np.maximum(total, _EPS_MIB))
     return params.min_mib + above * scale
 

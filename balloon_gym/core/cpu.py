@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from balloon_gym.core.params import Params
+from balloon_gym.core.rows import row_sum_keep
 
 _EPS = 1e-9
 
@@ -39,6 +40,8 @@ def water_fill(caps: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> n
         weights: ``(N, G)`` weights, >= 0 (0 gets nothing).
         capacity: ``(N, 1)`` amount to share.
     """
+    if (row_sum_keep(caps) <= capacity).all():
+        return caps.copy()  # no host is short: everyone gets its cap (same result, no sort)
     w = np.maximum(weights, _EPS)
     ratio = caps / w
     order = np.argsort(ratio, axis=1)
@@ -47,7 +50,7 @@ def water_fill(caps: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> n
     w_sorted = np.take_along_axis(w, order, axis=1)
     zero = np.zeros_like(capacity)
     cum_c = np.concatenate([zero, np.cumsum(c_sorted, axis=1)], axis=1)  # caps of j < k
-    rest_w = w.sum(axis=1, keepdims=True) - np.concatenate(
+    rest_w = row_sum_keep(w) - np.concatenate(
         [zero, np.cumsum(w_sorted, axis=1)], axis=1
     )  # weights of j >= k
     filled = cum_c[:, 1:] + r_sorted * rest_w[:, 1:]  # used when lam = ratio_k

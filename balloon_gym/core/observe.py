@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from balloon_gym.core.params import Params
+from balloon_gym.core.rows import row_sum
 from balloon_gym.core.state import State, host_free_mib, host_memory_state
 
 #: (name, unit or normalisation) of each per-guest feature, in order.
@@ -73,7 +74,6 @@ def observe(state: State, params: Params) -> np.ndarray:
     guest = out[:, : g * nf].reshape(n, g, nf)
     mem = params.mem_mib
     active = params.vcpus - state.reserved_vcpus
-    shares = np.where(params.guest_mask, params.shares, 0.0)
     columns = (
         1.0,
         state.balloon / mem,
@@ -91,15 +91,11 @@ def observe(state: State, params: Params) -> np.ndarray:
         active / params.vcpus,
         state.driver_up,
         np.maximum(state.active_fast, state.active_slow),
-        mem / params.host_mem_mib,
-        params.min_mib / mem,
-        params.max_mib / mem,
-        shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12),
-        params.vcpus / np.maximum(params.vcpus, params.pcpus),
     )
     for k, column in enumerate(columns):
         guest[:, :, k] = column
-    guest *= params.guest_mask[..., None]
+    guest[:, :, : len(columns)] *= params.guest_mask[..., None]
+    guest[:, :, len(columns) :] = params.obs_static  # mem_size, min, max, shares, vcpus
     host = out[:, g * nf :]
     host_mem = params.host_mem_mib[:, 0]
     free = host_free_mib(state, params)
@@ -107,7 +103,7 @@ def observe(state: State, params: Params) -> np.ndarray:
     host[:, 1] = host_memory_state(free, params) * (1.0 / 3.0)
     host[:, 2] = state.host_swap_out / params.host_swap_out_mib[:, 0]
     host[:, 3] = state.host_swap_in / params.host_swap_in_mib[:, 0]
-    host[:, 4] = state.cpu_alloc.sum(axis=1) / params.pcpus[:, 0]
+    host[:, 4] = row_sum(state.cpu_alloc) / params.pcpus[:, 0]
     host[:, 5] = params.host_target_mib[:, 0] / host_mem
     np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
     return out

@@ -126,6 +126,8 @@ class Params(NamedTuple):
     bank_mem_frac: np.ndarray  # (num_vms, max_len) memory used / provisioned
     bank_cpu_frac: np.ndarray  # (num_vms, max_len) CPU used / provisioned vCPUs
     bank_len: np.ndarray  # (num_vms,) int, samples of each VM
+    # --- derived once ---
+    obs_static: np.ndarray  # [G, 5] float32, the observation's static guest features
 
     @property
     def num_envs(self) -> int:
@@ -344,7 +346,13 @@ def params_from_scenario(
     bank = _scenario_bank(guests)
     host = _host_row(cfg)
     rows = [_guest_row(g, cfg.dt_s, bank) for g in guests]
-    pad_row = {**_guest_row(_PAD_GUEST, cfg.dt_s, None), "guest_mask": False, "shares": 0.0}
+    # Padding: all of its memory is kernel, so every memory quantity of the slot stays zero.
+    pad_row = {
+        **_guest_row(_PAD_GUEST, cfg.dt_s, None),
+        "guest_mask": False,
+        "shares": 0.0,
+        "kernel_mib": _PAD_GUEST.mem_mib,
+    }
     fields: dict[str, np.ndarray] = {}
     for name, value in host.items():
         fields[name] = np.full((1, 1), value, dtype=_dtype(name))
@@ -352,7 +360,25 @@ def params_from_scenario(
         col = [r[name] for r in rows] + [pad_row[name]] * (g_max - len(rows))
         fields[name] = np.asarray(col, dtype=_dtype(name)).reshape(1, g_max)
     fields.update(_bank_fields(bank))
+    fields["obs_static"] = _static_features(fields)
     return Params(**fields)
+
+
+def _static_features(f: dict[str, np.ndarray]) -> np.ndarray:
+    """The observation's static guest features (see ``core/observe.py``), float32 ``[G, 5]``."""
+    mem, mask = f["mem_mib"], f["guest_mask"]
+    shares = np.where(mask, f["shares"], 0.0)
+    static = np.stack(
+        [
+            mem / f["host_mem_mib"],
+            f["min_mib"] / mem,
+            f["max_mib"] / mem,
+            shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12),
+            f["vcpus"] / np.maximum(f["vcpus"], f["pcpus"]),
+        ],
+        axis=-1,
+    )
+    return np.where(mask[..., None], np.clip(static, 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def _shared_bank(params: list[Params]) -> dict[str, np.ndarray]:

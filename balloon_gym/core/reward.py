@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from balloon_gym.core.params import REWARD_NAMES, Params
+from balloon_gym.core.rows import row_sum
 
 _EPS = 1e-12
 
@@ -39,7 +40,7 @@ assert tuple(REWARDS) == REWARD_NAMES
 def weighted_throughput(tp: np.ndarray, params: Params) -> np.ndarray:
     """Share-weighted mean throughput per host ``(num_envs,)``: the BalloonBench score."""
     w = np.where(params.guest_mask, params.shares, 0.0)
-    return (w * tp).sum(axis=1) / np.maximum(w.sum(axis=1), _EPS)
+    return row_sum(w * tp) / np.maximum(row_sum(w), _EPS)
 
 
 def compute(
@@ -55,12 +56,12 @@ def compute(
         The reward, and a dict of the parts: ``score`` (weighted throughput), ``mean_throughput``,
         ``sla_ok_frac``, ``ooms``, ``host_swap_gib``, ``sla_misses``, ``penalty``.
     """
-    n_guests = np.maximum(params.guest_mask.sum(axis=1), 1)
+    n_guests = np.maximum(row_sum(params.guest_mask), 1)
     score = weighted_throughput(tp, params)
-    mean_tp = tp.sum(axis=1) / n_guests
-    misses = sla_miss.sum(axis=1)
+    mean_tp = row_sum(tp) / n_guests
+    misses = row_sum(sla_miss)
     sla_ok = 1.0 - misses / n_guests
-    ooms = oom.sum(axis=1)
+    ooms = row_sum(oom)
     swap_gib = host_swap_out_mib / 1024.0
     kind = params.reward_kind[:, 0]
     base = np.where(kind == 0, score, np.where(kind == 1, mean_tp, sla_ok))

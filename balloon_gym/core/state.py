@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from balloon_gym.core.params import HIGH_FREE_FRAC, LOW_FREE_FRAC, SOFT_FREE_FRAC, Params
+from balloon_gym.core.rows import row_sum
 
 
 class State(NamedTuple):
@@ -75,7 +76,7 @@ def consumed_mib(state: State, params: Params) -> np.ndarray:
 
 def host_free_mib(state: State, params: Params) -> np.ndarray:
     """Free machine memory per host, MiB ``[N]``."""
-    total = consumed_mib(state, params).sum(axis=1)
+    total = row_sum(consumed_mib(state, params))
     return params.host_mem_mib[:, 0] - params.host_reserved_mib[:, 0] - total
 
 

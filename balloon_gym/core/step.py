@@ -27,6 +27,7 @@ import numpy as np
 
 from balloon_gym.core import balloon, cpu, guest, host, perf, reward, workload
 from balloon_gym.core.params import Params
+from balloon_gym.core.rows import row_sum, row_sum_keep
 from balloon_gym.core.state import State, consumed_mib
 
 SUBSTEPS = (
@@ -103,10 +104,10 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     free = usable - anon_res - cache
     # A host too small for what its guests touched at boot has swapped the excess out of them.
     touched = np.where(mask, params.kernel_mib + anon_res + cache, 0.0)
-    spare = params.host_mem_mib - params.host_reserved_mib - touched.sum(axis=1, keepdims=True)
+    spare = params.host_mem_mib - params.host_reserved_mib - row_sum_keep(touched)
     excess = np.maximum(-spare, 0.0)
     share = (touched - params.kernel_mib) / np.maximum(
-        (touched - params.kernel_mib).sum(axis=1, keepdims=True), 1e-12
+        row_sum_keep(touched - params.kernel_mib), 1e-12
     )
     host_swap = np.where(mask, excess * share, 0.0)
     active = np.where(mask & params.sampling, np.clip(d.wss_mib / (params.mem_mib - bal), 0, 1), 0)
@@ -184,7 +185,7 @@ def step(
         guest.machine_demand(moved, host_swap, demand), consumed, blocked, params
     )
     host_in_scale = np.minimum(
-        1.0, params.host_swap_in_mib / np.maximum(host_swap.sum(axis=1, keepdims=True), _EPS_MIB)
+        1.0, params.host_swap_in_mib / np.maximum(row_sum_keep(host_swap), _EPS_MIB)
     )
     g = guest.update(moved, host_swap, demand, budget, host_in_scale, params)
 
@@ -200,7 +201,7 @@ def step(
     tp = perf.throughput(c.factor, stall_s, params)
     active_fast, active_slow = host.sample_active(state, demand.wss_mib, g.balloon, params, rng)
 
-    host_swap_out = host_out.sum(axis=1)
+    host_swap_out = row_sum(host_out)
     r, parts = reward.compute(tp, g.oom, perf.sla_misses(tp, params), host_swap_out, params)
 
     process["oom_scale"] = np.where(g.oom, params.oom_restart_frac, process["oom_scale"])
@@ -233,7 +234,7 @@ def step(
         balloon_moved=moved.moved,
         driver_up=up,
         host_swap_out=host_swap_out,
-        host_swap_in=g.host_swap_in.sum(axis=1),
+        host_swap_in=row_sum(g.host_swap_in),
     )
     return new_state, StepOutput(reward=r, parts=parts)
 

@@ -16,7 +16,7 @@ import numpy as np
 from balloon_gym import core
 from balloon_gym.config import ConfigError, ScenarioConfig
 from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
-from balloon_gym.core.state import State, consumed_mib, host_free_mib, host_memory_state
+from balloon_gym.core.state import State, consumed_mib, host_memory_state
 from balloon_gym.scenarios import load_scenario
 
 ScenarioLike = str | Path | ScenarioConfig
@@ -107,14 +107,17 @@ class StepInfo(MutableMapping[str, Any]):
         if key in self._parts:
             return self._parts[key]
         if key in self._GUEST_KEYS:
+            # Padding slots are all kernel: their memory fields are zero already.
             value = getattr(s, self._GUEST_KEYS[key])
-            return np.where(p.guest_mask, value, np.zeros((), value.dtype))
+            return np.where(p.guest_mask, value, 0.0) if key == "alloc_target_mib" else value
         derived = {
-            "kernel_mib": lambda: np.where(p.guest_mask, p.kernel_mib, 0.0),
+            "kernel_mib": lambda: np.where(p.guest_mask, p.kernel_mib, 0.0),  # padding: 0
             "mem_mib": lambda: np.where(p.guest_mask, p.mem_mib, 0.0),
             "consumed_mib": lambda: consumed_mib(s, p),
-            "host_free_mib": lambda: host_free_mib(s, p),
-            "host_state": lambda: host_memory_state(host_free_mib(s, p), p),
+            "host_free_mib": lambda: (
+                p.host_mem_mib[:, 0] - p.host_reserved_mib[:, 0] - self["consumed_mib"].sum(axis=1)
+            ),
+            "host_state": lambda: host_memory_state(self["host_free_mib"], p),
             "host_mem_mib": lambda: p.host_mem_mib[:, 0],
             "host_reserved_mib": lambda: p.host_reserved_mib[:, 0],
             "guest_mask": lambda: p.guest_mask,
