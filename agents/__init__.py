@@ -90,8 +90,8 @@ def make_agent(name: str, env_or_spaces: Any, **kwargs: Any) -> Policy:
         name: A key of :data:`AGENTS`, or (later) a trained agent ``kind:path``.
         env_or_spaces: The env it will act on (a ``BalloonVectorEnv``, ``BalloonEnv``, SB3
             ``BalloonSB3VecEnv``) or ``(observation_space, action_space)``. ``clairvoyant`` is
-            bound to ``env.batch`` when the env has one (its privileged channel); given only
-            spaces, call ``policy.bind(env.batch)`` before use.
+            bound to the env when it has a ``batch`` (its privileged channel, see
+            :meth:`Clairvoyant.bind`); given only spaces, call ``policy.bind(env)`` before use.
         **kwargs: The policy's own parameters (e.g. ``tax_rate=0.5`` for ``esx_idle_tax``,
             ``seed=1`` for ``random``).
 
@@ -102,8 +102,8 @@ def make_agent(name: str, env_or_spaces: Any, **kwargs: Any) -> Policy:
     check_agent_spec(name)
     max_guests = max_guests_of(env_or_spaces)
     if name == "clairvoyant":
-        batch = getattr(env_or_spaces, "batch", None)
-        return Clairvoyant(max_guests, batch=batch, **kwargs)
+        source = env_or_spaces if hasattr(env_or_spaces, "batch") else None
+        return Clairvoyant(max_guests, source=source, **kwargs)
     return AGENTS[name](max_guests, **kwargs)
 
 
