@@ -77,7 +77,7 @@ def check_agent_spec(spec: str) -> None:
         raise AgentSpecError(
             f"agent {spec!r}: trained agents ('{kind}:{path}') are not yet supported; "
             f"evaluate a baseline ({', '.join(AGENTS)}) for now, or pass a loaded policy "
-            "to balloon_gym.evaluation.evaluate_policy"
+            "to balloon_gym.evaluation.run_batch"
         )
     if spec not in AGENTS:
         raise AgentSpecError(f"unknown agent {spec!r}; known agents: {', '.join(AGENTS)}")

@@ -1,0 +1,590 @@
+"""BalloonBench evaluation: run policies on scenarios over fixed seeds, write the results.
+
+Protocol (DESIGN 5):
+
+* **Seeds.** Evaluation seeds are ``10000 .. 10000 + N - 1`` (training uses seeds below
+  10,000). Each (scenario, agent) pair runs as one batch: one
+  :class:`~balloon_gym.envs.vector.BalloonVectorEnv` with ``num_envs = N``, reset once with
+  ``seed=seeds[0]``, stepped for exactly one episode per env; env ``i`` is labelled
+  ``seeds[i]``. The vector env draws every host's randomness from one generator, so an
+  episode's realisation depends on the whole seed list: **the seed set is the unit of
+  reproducibility** (the same list gives identical results; a different list changes every
+  episode).
+* **Common random numbers.** The simulator draws a fixed number of random numbers per step
+  whatever the actions, and no policy touches the env's generator, so every agent sees the same
+  workload realisation for the same scenario and seeds (up to the consequences of its own
+  actions, e.g. an OOM kill restarting a workload).
+* **Held-out traces.** Trace-replay guests draw the held-out VMs (``trace_split="heldout"``);
+  training draws the others.
+* **Score.** The episode's mean of ``info["score"]``, the share-weighted mean guest throughput.
+  The leaderboard (:mod:`balloon_gym.leaderboard`) normalises it per scenario between
+  ``proportional_share`` (0) and ``clairvoyant`` (1); those two reference agents are added to
+  every run unless ``--no-references`` is given.
+
+The command line (``python evaluate.py --help``) is :func:`main`; everything it does is
+importable: :func:`run_batch` (one batch), :func:`evaluate` (agents x scenarios),
+:func:`write_results_csv` / :func:`read_results_csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from balloon_gym import __version__
+from balloon_gym.agents import AGENTS, AgentSpecError, check_agent_spec, make_agent
+from balloon_gym.agents.base import Policy
+from balloon_gym.agents.clairvoyant import true_demand
+from balloon_gym.config import ConfigError
+from balloon_gym.core.state import host_free_mib
+from balloon_gym.envs.vector import BalloonVectorEnv
+from balloon_gym.leaderboard import write_leaderboard
+from balloon_gym.metrics import METRIC_NAMES, EpisodeMetrics
+from balloon_gym.scenarios import BALLOONBENCH_V0, ENV_VERSION, load_scenario
+
+EVAL_SEED_START = 10_000
+"""First evaluation seed; training uses seeds below it."""
+
+DEFAULT_NUM_SEEDS = 10
+"""Evaluation seeds per scenario."""
+
+REFERENCE_AGENTS: tuple[str, ...] = ("proportional_share", "clairvoyant")
+"""The normalisation's 0 and 1."""
+
+EVAL_TRACE_SPLIT = "heldout"
+"""Trace-replay guests draw held-out VMs in evaluation (training draws the others)."""
+
+#: Columns of ``results.csv``, in order.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "scenario",
+    "agent",
+    "seed",
+    *METRIC_NAMES,
+    "wall_s",
+    "env_version",
+    "package_version",
+)
+
+#: Fields a timeline records per step: state fields and two derived ones.
+TIMELINE_FIELDS: tuple[str, ...] = (
+    "alloc_target",
+    "balloon",
+    "usable",
+    "working_set",
+    "throughput",
+    "host_free_frac",
+)
+
+PolicyFactory = Callable[[BalloonVectorEnv], Policy]
+"""Builds a policy for an env (after the env's reset); e.g. ``lambda env: make_agent(...)``."""
+
+
+def evaluation_seeds(num_seeds: int = DEFAULT_NUM_SEEDS) -> tuple[int, ...]:
+    """The fixed evaluation seeds ``10000 .. 10000 + num_seeds - 1``.
+
+    Raises:
+        ValueError: If ``num_seeds < 1``.
+    """
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    return tuple(range(EVAL_SEED_START, EVAL_SEED_START + num_seeds))
+
+
+@dataclass
+class BatchResult:
+    """One batch of episodes: ``len(seeds)`` hosts of one scenario under one policy.
+
+    Attributes:
+        scenario: Scenario name.
+        seeds: Seed label of each env.
+        metrics: Episode metrics (:data:`balloon_gym.metrics.METRIC_NAMES`), each ``(N,)``.
+        wall_s: Wall-clock time of the batch (policy and simulator), s.
+        trace: Recorded per-step arrays, ``(steps, N, max_guests)`` per guest field and
+            ``(steps, N)`` for ``host_free_frac``; empty unless asked for.
+        guest_names: Names of the scenario's guests (slot order).
+        dt_s: Control interval, s.
+    """
+
+    scenario: str
+    seeds: tuple[int, ...]
+    metrics: dict[str, np.ndarray]
+    wall_s: float
+    trace: dict[str, np.ndarray] = field(default_factory=dict)
+    guest_names: list[str] = field(default_factory=list)
+    dt_s: float = 10.0
+
+
+def _record(env: BalloonVectorEnv, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """The requested per-step fields of the batch's current state (copies)."""
+    s, p = env.batch.state, env.batch.params
+    out: dict[str, np.ndarray] = {}
+    for name in fields:
+        if name == "usable":
+            value = p.mem_mib - s.balloon
+        elif name == "working_set":  # the hidden truth: kernel plus the hot set
+            d = true_demand(s, p)
+            value = p.kernel_mib + d.wss_mib
+        elif name == "host_free_frac":
+            value = host_free_mib(s, p) / p.host_mem_mib[:, 0]
+        else:
+            value = getattr(s, name)
+        out[name] = np.array(value, dtype=np.float64)
+    return out
+
+
+def run_batch(
+    policy: Policy | PolicyFactory,
+    scenario: str,
+    seeds: Sequence[int],
+    max_episode_steps: int | None = None,
+    record: Sequence[str] = (),
+    trace_split: str | None = EVAL_TRACE_SPLIT,
+) -> BatchResult:
+    """Run one episode per seed of ``scenario`` under ``policy``, as one batch.
+
+    Args:
+        policy: A policy, or a factory called with the env after its reset (needed for
+            policies bound to the env, e.g. ``clairvoyant``).
+        scenario: Shipped scenario name or YAML path.
+        seeds: Seed labels; the batch is reset with ``seed=seeds[0]`` (see the module
+            docstring: the seed list is the unit of reproducibility).
+        max_episode_steps: Episode length; default the scenario's ``episode_steps``.
+        record: Per-step fields to keep for every env (:data:`TIMELINE_FIELDS` or any
+            ``State`` field).
+        trace_split: Trace VMs that trace-replay guests draw: ``"heldout"`` (evaluation, the
+            default), ``"train"``, ``"all"``, or None for each scenario's own.
+
+    Returns:
+        The batch's episode metrics, wall time and recorded trace.
+    """
+    env = BalloonVectorEnv(
+        num_envs=len(seeds),
+        scenario=scenario,
+        max_episode_steps=max_episode_steps,
+        trace_split=trace_split,
+    )
+    start = time.perf_counter()
+    obs, _ = env.reset(seed=int(seeds[0]))
+    agent = policy if hasattr(policy, "predict") else policy(env)  # type: ignore[operator]
+    params = env.batch.params
+    acc = EpisodeMetrics(params.guest_mask)
+    steps = int(env.batch.max_steps.max())
+    episode_start = np.ones(len(seeds), dtype=bool)
+    state: Any = None
+    trace: dict[str, list[np.ndarray]] = {name: [] for name in record}
+    for _ in range(steps):
+        actions, state = agent.predict(
+            obs, state=state, episode_start=episode_start, deterministic=True
+        )
+        obs, _, _, truncated, info = env.step(np.asarray(actions))
+        acc.update(info, env.batch.state)
+        for name, value in _record(env, record).items():
+            trace[name].append(value)
+        episode_start = np.zeros(len(seeds), dtype=bool)
+    if not truncated.all():  # every env of a batch has the same length
+        raise RuntimeError(f"episodes of {scenario!r} did not end together after {steps} steps")
+    wall_s = time.perf_counter() - start
+    return BatchResult(
+        scenario=env.scenarios[0].name,
+        seeds=tuple(int(s) for s in seeds),
+        metrics=acc.result(),
+        wall_s=wall_s,
+        trace={name: np.stack(values) for name, values in trace.items()},
+        guest_names=[g.name for g in env.scenarios[0].expanded_guests()],
+        dt_s=float(params.dt_s[0, 0]),
+    )
+
+
+def batch_rows(result: BatchResult, agent: str) -> list[dict[str, Any]]:
+    """One results row per episode of a batch (``wall_s`` is the batch's share per episode)."""
+    rows = []
+    n = len(result.seeds)
+    for i, seed in enumerate(result.seeds):
+        row: dict[str, Any] = {"scenario": result.scenario, "agent": agent, "seed": seed}
+        row.update({k: float(result.metrics[k][i]) for k in METRIC_NAMES})
+        row["wall_s"] = result.wall_s / n
+        row["env_version"] = f"v{ENV_VERSION}"
+        row["package_version"] = __version__
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Evaluation:
+    """Results of :func:`evaluate`.
+
+    Attributes:
+        rows: One dict per episode with the :data:`RESULT_COLUMNS`.
+        timelines: ``(scenario, agent) -> BatchResult`` with a recorded trace, for the pairs
+            asked for.
+        wall_s: Total wall time, s.
+    """
+
+    rows: list[dict[str, Any]]
+    timelines: dict[tuple[str, str], BatchResult]
+    wall_s: float
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off or tqdm is not installed."""
+
+    def set_postfix_str(self, text: str) -> None:
+        """Ignored."""
+
+    def update(self, n: int) -> None:
+        """Ignored."""
+
+    def close(self) -> None:
+        """Ignored."""
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar on stderr (tqdm is in the ``train`` extra), or a silent stand-in."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc="BalloonBench", unit="batch", leave=False)
+
+
+def evaluate(
+    agents: Sequence[str],
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    max_episode_steps: int | None = None,
+    timeline_agents: Sequence[str] = (),
+    agent_kwargs: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Evaluate every agent on every scenario, one batch per pair, in a fixed order.
+
+    Args:
+        agents: Names of :data:`balloon_gym.agents.AGENTS`.
+        scenarios: Scenario names (or YAML paths).
+        seeds: Seed labels (see the module docstring).
+        max_episode_steps: Episode length; default each scenario's.
+        timeline_agents: Agents whose batches keep a per-step trace of
+            :data:`TIMELINE_FIELDS` (for the timeline plots).
+        agent_kwargs: Extra constructor arguments per agent name.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        Rows (scenario-major, then agent, then seed) and the recorded timelines.
+    """
+    kwargs = agent_kwargs or {}
+    rows: list[dict[str, Any]] = []
+    timelines: dict[tuple[str, str], BatchResult] = {}
+    start = time.perf_counter()
+    pairs = [(s, a) for s in scenarios for a in agents]
+    bar = _progress(len(pairs), progress)
+    for scenario, agent in pairs:
+        bar.set_postfix_str(f"{scenario} / {agent}")
+        record = TIMELINE_FIELDS if agent in timeline_agents else ()
+
+        def factory(env: BalloonVectorEnv, name: str = agent) -> Policy:
+            return make_agent(name, env, **kwargs.get(name, {}))
+
+        result = run_batch(factory, scenario, seeds, max_episode_steps, record=record)
+        rows.extend(batch_rows(result, agent))
+        if record:
+            timelines[(result.scenario, agent)] = result
+        bar.update(1)
+    bar.close()
+    return Evaluation(rows=rows, timelines=timelines, wall_s=time.perf_counter() - start)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form: deterministic, exact
+    return str(value)
+
+
+def write_results_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows with the :data:`RESULT_COLUMNS` (floats in round-trip form)."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(RESULT_COLUMNS)
+        for row in rows:
+            writer.writerow([_format(row[c]) for c in RESULT_COLUMNS])
+    return path
+
+
+def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv``: ``scenario``, ``agent``, version columns as str, ``seed``
+    as int, every other column as float.
+
+    Raises:
+        ValueError: If a required column is missing.
+    """
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"scenario", "agent", "seed", "score"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        text = {"scenario", "agent", "env_version", "package_version"}
+        rows = []
+        for raw in reader:
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key in text:
+                    row[key] = value
+                elif key == "seed":
+                    row[key] = int(value)
+                else:
+                    row[key] = float(value)
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+MANIFEST = "run.json"
+"""File in the output directory listing the files a run wrote (and its command and config)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated evaluation request (everything the command line decides).
+
+    Attributes:
+        agents: Agents to evaluate, in order (reference agents appended if missing).
+        scenarios: Scenarios, in order.
+        seeds: Seed labels.
+        max_episode_steps: Episode length, or None for each scenario's.
+        out_dir: Output directory.
+        overwrite: Replace the files of an earlier run in ``out_dir``.
+        timeline_agent: Agent whose first episode per scenario is plotted as a timeline.
+        bootstrap_reps: Bootstrap replicates of the intervals.
+        progress: Show progress on stderr.
+    """
+
+    agents: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    seeds: tuple[int, ...]
+    max_episode_steps: int | None
+    out_dir: Path
+    overwrite: bool
+    timeline_agent: str
+    bootstrap_reps: int
+    progress: bool
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``evaluate.py`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Evaluate schedulers on BalloonBench and write results.csv, "
+        "leaderboard.md and plots into --out.",
+    )
+    parser.add_argument(
+        "--agents",
+        default=",".join(AGENTS),
+        help=f"comma-separated agents (default: all: {','.join(AGENTS)}); trained agents "
+        "as kind:path are not yet supported",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(BALLOONBENCH_V0),
+        help="comma-separated scenario names or YAML paths (default: the BalloonBench v0 "
+        f"suite: {','.join(BALLOONBENCH_V0)})",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=DEFAULT_NUM_SEEDS,
+        help=f"number of evaluation seeds, {EVAL_SEED_START}.. (default {DEFAULT_NUM_SEEDS})",
+    )
+    parser.add_argument(
+        "--max-episode-steps",
+        type=_positive_int,
+        default=None,
+        help="episode length in steps (default: each scenario's, 360 = 1 h)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the files an earlier run wrote into --out (other files are kept)",
+    )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help=f"do not add the normalisation's reference agents ({', '.join(REFERENCE_AGENTS)})",
+    )
+    parser.add_argument(
+        "--timeline-agent",
+        default=None,
+        help="agent plotted in the allocation timelines (default esx_idle_tax if evaluated, "
+        "else the first agent)",
+    )
+    parser.add_argument(
+        "--bootstrap-reps", type=_positive_int, default=2000, help="bootstrap replicates"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _split(text: str) -> list[str]:
+    return list(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> str | None:
+    """An error message if ``out`` cannot take this run's files, else None."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a directory; choose a directory path"
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        return (
+            f"--out {out} exists and is not empty; choose a new directory or pass --overwrite "
+            "(which replaces only the files an earlier run wrote there)"
+        )
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is not a directory; choose a directory path"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: {parent} is not writable; choose a writable location"
+    return None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
+    """Parse and validate the command line; bad input exits with code 2 before any work.
+
+    Raises:
+        SystemExit: With code 2 and a message naming the bad value and the fix.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    agents = _split(args.agents)
+    if not agents:
+        parser.error("--agents is empty; name at least one agent")
+    for name in agents:
+        try:
+            check_agent_spec(name)
+        except AgentSpecError as err:
+            parser.error(str(err))
+    if not args.no_references:
+        agents += [a for a in REFERENCE_AGENTS if a not in agents]
+    scenarios = _split(args.scenarios)
+    if not scenarios:
+        parser.error("--scenarios is empty; name at least one scenario")
+    for name in scenarios:
+        try:
+            load_scenario(name)
+        except ConfigError as err:
+            parser.error(f"--scenarios: {err}")
+    timeline = args.timeline_agent or ("esx_idle_tax" if "esx_idle_tax" in agents else agents[0])
+    if timeline not in agents:
+        parser.error(f"--timeline-agent {timeline!r} is not among --agents ({','.join(agents)})")
+    problem = _check_out_dir(args.out, args.overwrite)
+    if problem:
+        parser.error(problem)
+    return RunConfig(
+        agents=tuple(agents),
+        scenarios=tuple(scenarios),
+        seeds=evaluation_seeds(args.seeds),
+        max_episode_steps=args.max_episode_steps,
+        out_dir=args.out,
+        overwrite=args.overwrite,
+        timeline_agent=timeline,
+        bootstrap_reps=args.bootstrap_reps,
+        progress=not args.no_progress,
+    )
+
+
+def _remove_previous_run(out: Path) -> None:
+    """Delete the files the previous run listed in its manifest (and nothing else)."""
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (ValueError, AttributeError):
+        return
+    for name in [*files, MANIFEST]:
+        target = out / Path(str(name)).name  # only plain names inside out
+        if target.is_file():
+            target.unlink()
+
+
+def run(config: RunConfig, command: str = "") -> dict[str, Any]:
+    """Evaluate, then write ``results.csv``, ``leaderboard.md``, plots and ``run.json``.
+
+    Returns:
+        The manifest (config, versions, files written, wall time).
+    """
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    if config.overwrite:
+        _remove_previous_run(out)
+    result = evaluate(
+        config.agents,
+        config.scenarios,
+        config.seeds,
+        config.max_episode_steps,
+        timeline_agents=(config.timeline_agent,),
+        progress=config.progress,
+    )
+    files = [write_results_csv(result.rows, out / "results.csv").name]
+    meta = {
+        "command": command,
+        "agents": list(config.agents),
+        "scenarios": list(config.scenarios),
+        "seeds": list(config.seeds),
+        "max_episode_steps": config.max_episode_steps,
+        "env_version": f"v{ENV_VERSION}",
+        "package_version": __version__,
+        "trace_split": EVAL_TRACE_SPLIT,
+        "evaluation_wall_s": round(result.wall_s, 3),
+    }
+    files += write_leaderboard(
+        result.rows,
+        out,
+        timelines=[result.timelines[k] for k in sorted(result.timelines)],
+        timeline_agent=config.timeline_agent,
+        meta=meta,
+        reps=config.bootstrap_reps,
+    )
+    manifest = {**meta, "files": files}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``evaluate.py``: parse, evaluate, write; returns the exit code (2: bad input)."""
+    config = parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "evaluate.py", *words])
+    manifest = run(config, command)
+    print(
+        f"evaluated {len(config.agents)} agents x {len(config.scenarios)} scenarios x "
+        f"{len(config.seeds)} seeds in {manifest['evaluation_wall_s']:.1f} s; wrote "
+        f"{', '.join(manifest['files'])} into {config.out_dir}"
+    )
+    return 0
