@@ -39,6 +39,7 @@ GUEST_FEATURES: tuple[tuple[str, str], ...] = (
     ("active_estimate", "host's sampled active fraction (0 if not sampling)"),
     ("mem_size", "mem_mib / host mem_mib"),
     ("min", "min_mib / mem_mib"),
+    ("floor", "least memory ballooning can leave: max(min_mib, mem_mib - balloon cap) / mem_mib"),
     ("max", "max_mib / mem_mib"),
     ("shares", "shares / sum of the host's shares"),
     ("vcpus", "vcpus / max(vcpus, pcpus)"),
@@ -95,7 +96,7 @@ def observe(state: State, params: Params) -> np.ndarray:
     for k, column in enumerate(columns):
         guest[:, :, k] = column
     guest[:, :, : len(columns)] *= params.guest_mask[..., None]
-    guest[:, :, len(columns) :] = params.obs_static  # mem_size, min, max, shares, vcpus
+    guest[:, :, len(columns) :] = params.obs_static  # mem_size, min, floor, max, shares, vcpus
     host = out[:, g * nf :]
     host_mem = params.host_mem_mib[:, 0]
     free = host_free_mib(state, params)

@@ -127,7 +127,7 @@ class Params(NamedTuple):
     bank_cpu_frac: np.ndarray  # (num_vms, max_len) CPU used / provisioned vCPUs
     bank_len: np.ndarray  # (num_vms,) int, samples of each VM
     # --- derived once ---
-    obs_static: np.ndarray  # [G, 5] float32, the observation's static guest features
+    obs_static: np.ndarray  # [G, 6] float32, the observation's static guest features
 
     @property
     def num_envs(self) -> int:
@@ -365,13 +365,14 @@ def params_from_scenario(
 
 
 def _static_features(f: dict[str, np.ndarray]) -> np.ndarray:
-    """The observation's static guest features (see ``core/observe.py``), float32 ``[G, 5]``."""
+    """The observation's static guest features (see ``core/observe.py``), float32 ``[G, 6]``."""
     mem, mask = f["mem_mib"], f["guest_mask"]
     shares = np.where(mask, f["shares"], 0.0)
     static = np.stack(
         [
             mem / f["host_mem_mib"],
             f["min_mib"] / mem,
+            (mem - f["balloon_max_mib"]) / mem,
             f["max_mib"] / mem,
             shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12),
             f["vcpus"] / np.maximum(f["vcpus"], f["pcpus"]),

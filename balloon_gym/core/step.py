@@ -198,13 +198,14 @@ def step(
         + vcpu_stall_s
         + params.dt_s * (blocked | g.oom)  # blocked in the low state; OOM restart
     )
-    tp = perf.throughput(c.factor, stall_s, params)
+    oom_scale = np.where(g.oom, params.oom_restart_frac, process["oom_scale"])
+    tp = perf.throughput(c.factor, stall_s, oom_scale, params)
     active_fast, active_slow = host.sample_active(state, demand.wss_mib, g.balloon, params, rng)
 
     host_swap_out = row_sum(host_out)
     r, parts = reward.compute(tp, g.oom, perf.sla_misses(tp, params), host_swap_out, params)
 
-    process["oom_scale"] = np.where(g.oom, params.oom_restart_frac, process["oom_scale"])
+    process["oom_scale"] = oom_scale
     process["leak"] = np.where(g.oom, 0.0, process["leak"])
     new_state = State(
         t=state.t + 1,

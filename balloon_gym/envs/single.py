@@ -49,39 +49,40 @@ class BalloonEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(0, 1, (max_guests * 21 + 6,), float32)``: 21 features per guest slot (guest-major),
+    ``Box(0, 1, (max_guests * 22 + 6,), float32)``: 22 features per guest slot (guest-major),
     then 6 host features. Only what a balloon driver and the host can report; never the true
     working set. Padding slots are zero.
 
     | index | name | unit / normalisation | min | max |
     |---|---|---|---|---|
-    | 21g+0 | present | 1 real guest, 0 padding | 0 | 1 |
-    | 21g+1 | balloon | balloon size / mem_mib | 0 | 1 |
-    | 21g+2 | balloon_target | balloon target / mem_mib | 0 | 1 |
-    | 21g+3 | usable | (mem_mib - balloon) / mem_mib | 0 | 1 |
-    | 21g+4 | free | guest-free memory / mem_mib | 0 | 1 |
-    | 21g+5 | available | (free + page cache) / mem_mib | 0 | 1 |
-    | 21g+6 | cache | page cache / mem_mib | 0 | 1 |
-    | 21g+7 | swap_in | guest swap-in this step / max per step | 0 | 1 |
-    | 21g+8 | swap_out | guest swap-out this step / max per step | 0 | 1 |
-    | 21g+9 | major_faults | log10(1 + faults in the step) / 8 | 0 | 1 |
-    | 21g+10 | oom | 1 if the OOM killer fired this step | 0 | 1 |
-    | 21g+11 | alloc_stall | allocation stall / dt_s | 0 | 1 |
-    | 21g+12 | cpu_util | pCPU time granted / active vCPUs | 0 | 1 |
-    | 21g+13 | active_vcpus | active vCPUs / vcpus | 0 | 1 |
-    | 21g+14 | driver_up | 1 if the driver answered this step | 0 | 1 |
-    | 21g+15 | active_estimate | host's sampled active fraction (0 without sampling) | 0 | 1 |
-    | 21g+16 | mem_size | mem_mib / host mem_mib | 0 | 1 |
-    | 21g+17 | min | min_mib / mem_mib | 0 | 1 |
-    | 21g+18 | max | max_mib / mem_mib | 0 | 1 |
-    | 21g+19 | shares | shares / host's total shares | 0 | 1 |
-    | 21g+20 | vcpus | vcpus / max(vcpus, pcpus) | 0 | 1 |
-    | 21G+0 | host_free | free machine memory / host memory | 0 | 1 |
-    | 21G+1 | host_state | ESX state / 3 (high, soft, hard, low) | 0 | 1 |
-    | 21G+2 | host_swap_out | host swap-out this step / max per step | 0 | 1 |
-    | 21G+3 | host_swap_in | host swap-in this step / max per step | 0 | 1 |
-    | 21G+4 | pcpu_load | pCPU time granted / pcpus | 0 | 1 |
-    | 21G+5 | host_capacity | memory the scheduler may hand out / host memory | 0 | 1 |
+    | 22g+0 | present | 1 real guest, 0 padding | 0 | 1 |
+    | 22g+1 | balloon | balloon size / mem_mib | 0 | 1 |
+    | 22g+2 | balloon_target | balloon target / mem_mib | 0 | 1 |
+    | 22g+3 | usable | (mem_mib - balloon) / mem_mib | 0 | 1 |
+    | 22g+4 | free | guest-free memory / mem_mib | 0 | 1 |
+    | 22g+5 | available | (free + page cache) / mem_mib | 0 | 1 |
+    | 22g+6 | cache | page cache / mem_mib | 0 | 1 |
+    | 22g+7 | swap_in | guest swap-in this step / max per step | 0 | 1 |
+    | 22g+8 | swap_out | guest swap-out this step / max per step | 0 | 1 |
+    | 22g+9 | major_faults | log10(1 + faults in the step) / 8 | 0 | 1 |
+    | 22g+10 | oom | 1 if the OOM killer fired this step | 0 | 1 |
+    | 22g+11 | alloc_stall | allocation stall / dt_s | 0 | 1 |
+    | 22g+12 | cpu_util | pCPU time granted / active vCPUs | 0 | 1 |
+    | 22g+13 | active_vcpus | active vCPUs / vcpus | 0 | 1 |
+    | 22g+14 | driver_up | 1 if the driver answered this step | 0 | 1 |
+    | 22g+15 | active_estimate | host's sampled active fraction (0 without sampling) | 0 | 1 |
+    | 22g+16 | mem_size | mem_mib / host mem_mib | 0 | 1 |
+    | 22g+17 | min | min_mib / mem_mib | 0 | 1 |
+    | 22g+18 | floor | max(min_mib, mem_mib - balloon cap) / mem_mib | 0 | 1 |
+    | 22g+19 | max | max_mib / mem_mib | 0 | 1 |
+    | 22g+20 | shares | shares / host's total shares | 0 | 1 |
+    | 22g+21 | vcpus | vcpus / max(vcpus, pcpus) | 0 | 1 |
+    | 22G+0 | host_free | free machine memory / host memory | 0 | 1 |
+    | 22G+1 | host_state | ESX state / 3 (high, soft, hard, low) | 0 | 1 |
+    | 22G+2 | host_swap_out | host swap-out this step / max per step | 0 | 1 |
+    | 22G+3 | host_swap_in | host swap-in this step / max per step | 0 | 1 |
+    | 22G+4 | pcpu_load | pCPU time granted / pcpus | 0 | 1 |
+    | 22G+5 | host_capacity | memory the scheduler may hand out / host memory | 0 | 1 |
 
     ## Rewards
 
