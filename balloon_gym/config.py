@@ -136,7 +136,9 @@ class WorkloadConfig(_Frozen):
     ``cpu = cpu_vcpus * level``.
     """
 
-    kind: Literal["constant", "diurnal", "bursty", "phases", "leak", "idle", "trace"] = "constant"
+    kind: Literal["constant", "diurnal", "bursty", "phases", "leak", "idle", "trace"] = Field(
+        "constant", description="Demand process; picks defaults (see the table below)."
+    )
     anon_mib: float = Field(2048.0, ge=0, le=2**22, description="Base anonymous footprint, MiB.")
     wss_frac: float = Field(
         0.6, ge=0, le=1, description="Hot fraction of the anonymous footprint (touched each step)."
@@ -208,7 +210,7 @@ class WorkloadConfig(_Frozen):
 class GuestConfig(_Frozen):
     """One guest VM (or ``count`` identical ones)."""
 
-    name: str = Field("guest", min_length=1, max_length=64)
+    name: str = Field("guest", min_length=1, max_length=64, description="Label in tables.")
     count: int = Field(1, ge=1, le=256, description="Number of identical guests of this kind.")
     mem_mib: float = Field(8192.0, gt=0, le=2**22, description="Configured memory, MiB.")
     min_mib: float = Field(1024.0, gt=0, le=2**22, description="Guaranteed memory, MiB.")
@@ -299,7 +301,9 @@ class GuestConfig(_Frozen):
 class RewardConfig(_Frozen):
     """Named reward function and its penalty weights (DESIGN 3.5)."""
 
-    name: Literal["weighted_throughput", "mean_throughput", "sla"] = "weighted_throughput"
+    name: Literal["weighted_throughput", "mean_throughput", "sla"] = Field(
+        "weighted_throughput", description="Base term (core/reward.py); penalties are added."
+    )
     w_oom: float = Field(1.0, ge=0, le=1e3, description="Penalty per guest OOM kill.")
     w_host_swap_gib: float = Field(0.05, ge=0, le=1e3, description="Penalty per GiB host-swapped.")
     w_sla: float = Field(0.0, ge=0, le=1e3, description="Penalty per guest-step SLA miss.")
@@ -308,11 +312,18 @@ class RewardConfig(_Frozen):
 class ScenarioConfig(_Frozen):
     """A whole scenario: one host, its guests, timing, reward and action mode."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    description: str = ""
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Lower-case letters, digits and '-'; equal to the file name.",
+    )
+    description: str = Field("", description="One line for tables and listings.")
     dt_s: float = Field(10.0, gt=0, le=3600, description="Control interval, s (src: MOM 10 s).")
     episode_steps: int = Field(360, ge=1, le=10**6, description="Steps per episode.")
-    action_mode: Literal["allocation", "delta"] = "allocation"
+    action_mode: Literal["allocation", "delta"] = Field(
+        "allocation", description="Actions set targets, or change them (DESIGN 3.8)."
+    )
     delta_frac: float = Field(
         0.1, gt=0, le=1, description="Delta mode: largest target change a step, frac of range."
     )

@@ -405,3 +405,14 @@ def test_valid_sizes_always_parse_into_finite_params(data):
     assert (params.balloon_max_mib >= 0).all()
     assert (params.min_mib[mask] <= params.max_mib[mask]).all()
     assert (params.max_mib <= params.mem_mib).all()
+
+
+def test_the_scenario_reference_in_docs_is_current():
+    from pathlib import Path
+
+    from balloon_gym.config_docs import render
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
+    assert path.read_text(encoding="utf-8") == render(), (
+        "docs/scenarios.md is stale: run python -m balloon_gym.config_docs > docs/scenarios.md"
+    )
