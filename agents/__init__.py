@@ -18,8 +18,8 @@ the baselines below and trained SB3 models share one evaluation path. Build one 
 | ``clairvoyant`` | true demand ahead (privileged; normaliser's top) | - |
 | ``random`` | uniform random actions | - |
 
-Trained agents will be named ``kind:path`` (e.g. ``ppo:runs/idle-tax-ppo``); see
-:func:`make_agent`.
+Trained agents are named ``kind:path`` (e.g. ``ppo:runs/idle-tax-ppo``), a run directory of
+``train.py`` loaded safely by :mod:`balloon_gym.agents.trained`; see :func:`make_agent`.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ CLASSIC_AGENTS: tuple[str, ...] = (
     "hyperv",
 )
 
-#: Kinds of trained agents that ``kind:path`` specs will name (none supported yet).
-TRAINED_KINDS: tuple[str, ...] = ("ppo", "sac", "a2c", "sb3")
+#: Kinds of trained agents that ``kind:path`` specs name (``sb3``: whichever the export holds).
+TRAINED_KINDS: tuple[str, ...] = ("ppo", "sac", "a2c", "td3", "sb3")
 
 
 class AgentSpecError(ValueError):
@@ -70,15 +70,27 @@ def check_agent_spec(spec: str) -> None:
     """Fail fast on a name that :func:`make_agent` cannot build.
 
     Raises:
-        AgentSpecError: For an unknown name, or a ``kind:path`` spec (not yet supported).
+        AgentSpecError: For an unknown name, an unknown trained kind, or a ``kind:path`` whose
+            directory holds no valid export (the message names the file and the problem).
     """
     if ":" in spec:
         kind, _, path = spec.partition(":")
-        raise AgentSpecError(
-            f"agent {spec!r}: trained agents ('{kind}:{path}') are not yet supported; "
-            f"evaluate a baseline ({', '.join(AGENTS)}) for now, or pass a loaded policy "
-            "to balloon_gym.evaluation.run_batch"
-        )
+        if kind not in TRAINED_KINDS or not path:
+            raise AgentSpecError(
+                f"agent {spec!r}: trained agents are kind:DIR with kind one of "
+                f"{', '.join(TRAINED_KINDS)} and DIR a train.py run directory"
+            )
+        try:
+            from balloon_gym.agents.trained import check_trained_spec
+
+            check_trained_spec(kind, path)
+        except ImportError as err:
+            raise AgentSpecError(
+                f"agent {spec!r}: trained agents need the train extra ({err})"
+            ) from None
+        except ValueError as err:
+            raise AgentSpecError(f"agent {spec!r}: {err}") from None
+        return
     if spec not in AGENTS:
         raise AgentSpecError(f"unknown agent {spec!r}; known agents: {', '.join(AGENTS)}")
 
@@ -87,7 +99,7 @@ def make_agent(name: str, env_or_spaces: Any, **kwargs: Any) -> Policy:
     """Build a policy by name for an env.
 
     Args:
-        name: A key of :data:`AGENTS`, or (later) a trained agent ``kind:path``.
+        name: A key of :data:`AGENTS`, or a trained agent ``kind:path``.
         env_or_spaces: The env it will act on (a ``BalloonVectorEnv``, ``BalloonEnv``, SB3
             ``BalloonSB3VecEnv``) or ``(observation_space, action_space)``. ``clairvoyant`` is
             bound to the env when it has a ``batch`` (its privileged channel, see
@@ -96,11 +108,17 @@ def make_agent(name: str, env_or_spaces: Any, **kwargs: Any) -> Policy:
             ``seed=1`` for ``random``).
 
     Raises:
-        AgentSpecError: For an unknown name or an unsupported ``kind:path`` spec.
+        AgentSpecError: For an unknown name or an invalid ``kind:path`` spec.
         ValueError: If the env's spaces are not balloon-gym's.
     """
-    check_agent_spec(name)
     max_guests = max_guests_of(env_or_spaces)
+    if ":" in name:
+        kind, _, path = name.partition(":")
+        check_agent_spec(name)
+        from balloon_gym.agents.trained import load_trained
+
+        return load_trained(kind, path, max_guests)
+    check_agent_spec(name)
     if name == "clairvoyant":
         source = env_or_spaces if hasattr(env_or_spaces, "batch") else None
         return Clairvoyant(max_guests, source=source, **kwargs)

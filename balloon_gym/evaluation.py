@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--agents",
         default=",".join(AGENTS),
         help=f"comma-separated agents (default: all: {','.join(AGENTS)}); trained agents "
-        "as kind:path are not yet supported",
+        "as kind:DIR, e.g. ppo:runs/idle-ppo (a train.py run directory, loaded safely)",
     )
     parser.add_argument(
         "--scenarios",

@@ -101,7 +101,7 @@ def test_make_agent_rejects_unknown_and_trained_specs() -> None:
     env = _env("idle-tax")
     with pytest.raises(AgentSpecError, match="unknown agent 'nope'"):
         make_agent("nope", env)
-    with pytest.raises(AgentSpecError, match="not yet supported"):
+    with pytest.raises(AgentSpecError, match=r"policy\.json: missing"):
         make_agent("ppo:runs/x", env)
 
 

@@ -145,7 +145,7 @@ def test_evaluate_script_end_to_end(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--agents", "esx,mom"], "unknown agent 'esx'"),
-        (["--agents", "ppo:runs/x"], "not yet supported"),
+        (["--agents", "ppo:runs/x"], "policy.json: missing"),
         (["--scenarios", "idle-taxx"], "unknown scenario 'idle-taxx'"),
         (["--seeds", "0"], "must be a positive integer, got 0"),
         (["--seeds", "-3"], "must be a positive integer, got -3"),
