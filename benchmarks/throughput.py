@@ -13,7 +13,10 @@ One command, ``python benchmarks/throughput.py [--quick] [--out DIR]``, measures
 4. bytes of state and params per host, and peak memory at the largest batch (in a subprocess);
 5. the machine's copy bandwidth and the memory-bandwidth floor of a step;
 
-and the single env's (``BalloonEnv.step``) microseconds per step. It prints aligned tables with
+and the single env's (``BalloonEnv.step``) microseconds per step. Items 1 and the single env are
+also measured with ``backend="numba"`` (the fused kernels, ``balloon_gym.core.fused``), in
+blocks alternating with the numpy ones, and reported side by side with the ratio numba / numpy;
+without numba installed those rows are skipped with a note. It prints aligned tables with
 PASS/MISS against the targets of issue 4 and writes ``throughput.csv`` and ``throughput.png`` to
 the output directory. A benchmark reports; it never fails on a missed target.
 
@@ -57,6 +60,7 @@ import numpy as np  # noqa: E402
 
 from balloon_gym import core  # noqa: E402
 from balloon_gym.config import ScenarioConfig, parse_scenario  # noqa: E402
+from balloon_gym.core import fused  # noqa: E402  (imports numba only when asked to run)
 from balloon_gym.envs.batch import build_params  # noqa: E402
 from balloon_gym.envs.single import BalloonEnv  # noqa: E402
 from balloon_gym.envs.vector import BalloonVectorEnv  # noqa: E402
@@ -81,6 +85,7 @@ TARGET_HOSTS = 1024
 TARGET_HOST_STEPS_PER_S = 1_000_000.0
 TARGET_SPEEDUP_VS_SYNC = 100.0
 TARGET_SINGLE_US = 200.0
+TARGET_NUMBA_SPEEDUP = 3.0  # issue 4: a fused backend is welcome where it is >= 3x faster
 
 #: (sub-step of ``SUBSTEPS``, module attribute of ``balloon_gym.core.step``, function) for every
 #: module-level function ``step.py`` calls. Several functions can make up one sub-step.
@@ -239,10 +244,12 @@ def steps_for(seconds_per_step: float, block_s: float, period: int) -> int:
 # 1 + 2: native and SyncVectorEnv
 
 
-def native_env(cfg: ScenarioConfig, hosts: int, plan: Plan) -> BalloonVectorEnv:
-    """A reset native vector env of ``hosts`` hosts of ``cfg``."""
+def native_env(
+    cfg: ScenarioConfig, hosts: int, plan: Plan, backend: str = "numpy"
+) -> BalloonVectorEnv:
+    """A reset native vector env of ``hosts`` hosts of ``cfg`` on ``backend``."""
     env = BalloonVectorEnv(
-        hosts, cfg, max_guests=cfg.num_guests, max_episode_steps=plan.episode_steps
+        hosts, cfg, max_guests=cfg.num_guests, max_episode_steps=plan.episode_steps, backend=backend
     )
     env.reset(seed=0)
     return env
@@ -263,52 +270,80 @@ def warm_up(env: Any, pool: Sequence[np.ndarray], steps: int) -> float:
     return run_steps(env, pool, max(1, steps - 1)) / max(1, steps - 1)
 
 
-def measure_native(cfg: ScenarioConfig, hosts: int, plan: Plan, seed: int) -> Timing:
+def numba_status() -> str | None:
+    """None if the numba backend can run here, else why not (printed as a note)."""
+    try:
+        fused.load_kernels()
+    except ImportError as err:
+        return f"{err}; numba rows skipped"
+    return None
+
+
+@dataclass
+class Measured:
+    """One configuration: native numpy, and side by side SyncVectorEnv and the numba backend."""
+
+    native: Timing
+    sync: Timing | None = None
+    sync_ratios: list[float] = field(default_factory=list)  # per repeat, native / sync
+    numba: Timing | None = None
+    numba_ratios: list[float] = field(default_factory=list)  # per repeat, numba / native
+    numba_first_s: float = float("nan")  # first numba step: compile, or load from the cache
+
+
+def measure_native(
+    cfg: ScenarioConfig,
+    hosts: int,
+    plan: Plan,
+    seed: int,
+    with_sync: bool = False,
+    with_numba: bool = False,
+) -> Measured:
     """Host-steps/s of ``BalloonVectorEnv``: median over ``plan.repeats`` timed repeats.
 
-    Every repeat is a whole number of autoreset periods (``episode_steps + 1`` in Gymnasium's
-    NEXT_STEP mode), so each holds the same share of reset steps.
-    """
-    env = native_env(cfg, hosts, plan)
-    pool = action_pool(np.random.default_rng(seed), env.action_space.shape, 8)
-    per_step = warm_up(env, pool, plan.warmup_steps)
-    steps = steps_for(per_step, plan.block_s, plan.episode_steps + 1)
-    timing = Timing(hosts, cfg.num_guests)
-    for _ in range(plan.repeats):
-        timing.rates.append(hosts * steps / run_steps(env, pool, steps))
-    env.close()
-    return timing
-
-
-def measure_pair(
-    cfg: ScenarioConfig, hosts: int, plan: Plan, seed: int
-) -> tuple[Timing, Timing, list[float]]:
-    """Native and sync side by side: each repeat times one native then one sync block.
-
-    Returns the native timing, the sync timing and the per-repeat ratios native / sync.
+    Each repeat times one native (numpy) block, then one numba-backend block and one
+    ``SyncVectorEnv`` block if asked, so that machine load hits all of them alike; the ratios
+    are per repeat. Every native block is a whole number of autoreset periods
+    (``episode_steps + 1`` in Gymnasium's NEXT_STEP mode), so each holds the same share of
+    reset steps.
     """
     native = native_env(cfg, hosts, plan)
-    sync = sync_env(cfg, hosts, plan)
     pool = action_pool(np.random.default_rng(seed), native.action_space.shape, 8)
-    native_steps = steps_for(
-        warm_up(native, pool, plan.warmup_steps), plan.block_s, plan.episode_steps + 1
-    )
-    sync_per_step = warm_up(sync, pool, min(plan.warmup_steps, 3))
-    sync_steps = max(1, round(plan.sync_block_s / sync_per_step))
-    a, b = Timing(hosts, cfg.num_guests), Timing(hosts, cfg.num_guests)
-    ratios = []
+    period = plan.episode_steps + 1
+    blocks: list[tuple[Any, int, Timing]] = []
+    out = Measured(Timing(hosts, cfg.num_guests))
+    steps = steps_for(warm_up(native, pool, plan.warmup_steps), plan.block_s, period)
+    blocks.append((native, steps, out.native))
+    if with_numba:
+        t0 = time.perf_counter()
+        fast = native_env(cfg, hosts, plan, backend="numba")  # reset: observe kernel
+        run_steps(fast, pool, 1)  # step kernel
+        out.numba_first_s = time.perf_counter() - t0
+        steps = steps_for(warm_up(fast, pool, plan.warmup_steps), plan.block_s, period)
+        out.numba = Timing(hosts, cfg.num_guests)
+        blocks.append((fast, steps, out.numba))
+    if with_sync:
+        sync = sync_env(cfg, hosts, plan)
+        steps = max(1, round(plan.sync_block_s / warm_up(sync, pool, min(plan.warmup_steps, 3))))
+        out.sync = Timing(hosts, cfg.num_guests)
+        blocks.append((sync, steps, out.sync))
     for _ in range(plan.repeats):
-        a.rates.append(hosts * native_steps / run_steps(native, pool, native_steps))
-        b.rates.append(hosts * sync_steps / run_steps(sync, pool, sync_steps))
-        ratios.append(a.rates[-1] / b.rates[-1])
-    native.close()
-    sync.close()
-    return a, b, ratios
+        for env, steps, timing in blocks:
+            timing.rates.append(hosts * steps / run_steps(env, pool, steps))
+        if out.numba is not None:
+            out.numba_ratios.append(out.numba.rates[-1] / out.native.rates[-1])
+        if out.sync is not None:
+            out.sync_ratios.append(out.native.rates[-1] / out.sync.rates[-1])
+    for env, _, _ in blocks:
+        env.close()
+    return out
 
 
-def measure_single(cfg: ScenarioConfig, plan: Plan, seed: int) -> list[float]:
+def measure_single(
+    cfg: ScenarioConfig, plan: Plan, seed: int, backend: str = "numpy"
+) -> list[float]:
     """``BalloonEnv.step`` microseconds per step, one value per episode (reset not timed)."""
-    env = BalloonEnv(cfg, max_episode_steps=plan.episode_steps)
+    env = BalloonEnv(cfg, max_episode_steps=plan.episode_steps, backend=backend)
     pool = action_pool(np.random.default_rng(seed), env.action_space.shape, 64)
     env.reset(seed=seed)
     run_steps(env, pool, plan.episode_steps)  # warm-up episode
@@ -620,6 +655,11 @@ class Results:
     footprints: dict[int, dict[str, float]]  # guests -> bytes per host
     bandwidth: list[float]
     memory: list[dict[str, Any]]
+    numba_note: str | None = None  # why the numba rows are missing; None if measured
+    numba: list[Timing] = field(default_factory=list)  # numba backend: 8 guests by size, large
+    numba_ratios: dict[tuple[int, int], list[float]] = field(default_factory=dict)  # numba/numpy
+    single_numba_us: list[float] = field(default_factory=list)
+    numba_first_s: float = float("nan")  # the run's first numba step: compile or cache load
     wall_s: float = float("nan")
 
     @property
@@ -644,21 +684,25 @@ def _progress(msg: str) -> None:
 def run_all(plan: Plan) -> Results:
     """Measure everything of :class:`Results` (progress on stderr)."""
     cfg8, large = scenario_8_guests(), load_scenario("large")
-    native, sync, ratios = [], [], {}
+    note = numba_status()
+    with_numba = note is None
+    native, sync, ratios, groups = [], [], {}, []
     for i, hosts in enumerate(plan.native_hosts):
-        if hosts in plan.sync_hosts:
-            _progress(f"native + SyncVectorEnv, {hosts} hosts x 8 guests")
-            a, b, r = measure_pair(cfg8, hosts, plan, seed=i)
-            native.append(a)
-            sync.append(b)
-            ratios[hosts] = r
-        else:
-            _progress(f"native, {hosts} hosts x 8 guests")
-            native.append(measure_native(cfg8, hosts, plan, seed=i))
+        with_sync = hosts in plan.sync_hosts
+        what = " + SyncVectorEnv" if with_sync else ""
+        _progress(f"native{' + numba' if with_numba else ''}{what}, {hosts} hosts x 8 guests")
+        m = measure_native(cfg8, hosts, plan, seed=i, with_sync=with_sync, with_numba=with_numba)
+        native.append(m.native)
+        if m.sync is not None:
+            sync.append(m.sync)
+            ratios[hosts] = m.sync_ratios
+        groups.append(m)
     _progress(f"native, {plan.large_hosts} hosts x {large.num_guests} guests (large)")
-    large_timing = measure_native(large, plan.large_hosts, plan, seed=100)
+    big = measure_native(large, plan.large_hosts, plan, seed=100, with_numba=with_numba)
+    groups.append(big)
     _progress("single env")
     single = measure_single(cfg8, plan, seed=200)
+    single_numba = measure_single(cfg8, plan, seed=200, backend="numba") if with_numba else []
     _progress(f"sub-step breakdown, {TARGET_HOSTS} hosts x 8 guests")
     breakdown = measure_breakdown(cfg8, TARGET_HOSTS, plan, seed=300)
     _progress(f"memory probes (subprocesses), {plan.memory_hosts} hosts")
@@ -666,11 +710,11 @@ def run_all(plan: Plan) -> Results:
     _progress(f"copy bandwidth, {plan.bandwidth_mib} MiB")
     bandwidth = copy_bandwidth(plan.bandwidth_mib, plan.bandwidth_repeats)
     footprints = {cfg8.num_guests: footprint(cfg8), large.num_guests: footprint(large)}
-    return Results(
+    res = Results(
         plan,
         cfg8.name,
         native,
-        large_timing,
+        big.native,
         sync,
         ratios,
         single,
@@ -678,7 +722,15 @@ def run_all(plan: Plan) -> Results:
         footprints,
         bandwidth,
         memory,
+        numba_note=note,
+        single_numba_us=single_numba,
     )
+    for m in groups:
+        if m.numba is not None:
+            res.numba.append(m.numba)
+            res.numba_ratios[(m.numba.hosts, m.numba.guests)] = m.numba_ratios
+    res.numba_first_s = groups[0].numba_first_s
+    return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -781,7 +833,87 @@ def throughput_rows(res: Results) -> list[Row]:
     single, spread = _med(res.single_us), _spread(res.single_us)
     rows.append(Row("throughput", "single", 1, 8, 1e6 / single, "host-steps/s", spread))
     rows.append(Row("step_time", "single", 1, 8, single, "us", spread))
+    for t in res.numba:
+        rows.append(
+            Row("throughput", "numba", t.hosts, t.guests, t.rate, "host-steps/s", t.spread_pct)
+        )
+        rows.append(Row("step_time", "numba", t.hosts, t.guests, t.us_per_step, "us", t.spread_pct))
+        rows.append(
+            Row("floor_fraction", "numba", t.hosts, t.guests, res.floor_fraction(t), "fraction")
+        )
+    for (hosts, guests), ratio in res.numba_ratios.items():
+        rows.append(
+            Row("speedup", "numba_vs_numpy", hosts, guests, _med(ratio), "x", _spread(ratio))
+        )
+    if res.single_numba_us:
+        single, spread = _med(res.single_numba_us), _spread(res.single_numba_us)
+        rows.append(Row("throughput", "single_numba", 1, 8, 1e6 / single, "host-steps/s", spread))
+        rows.append(Row("step_time", "single_numba", 1, 8, single, "us", spread))
     return rows
+
+
+#: name -> (label, target as printed) of the targets of issue 4, met with the numba backend.
+NUMBA_TARGET_LABELS = {
+    "numba_host_steps_per_s": (
+        f"numba host-steps/s, {TARGET_HOSTS} hosts x 8 guests",
+        f">= {TARGET_HOST_STEPS_PER_S:,.0f}",
+    ),
+    "numba_vs_numpy": (
+        f"numba / numpy, {TARGET_HOSTS} hosts x 8 guests",
+        f">= {TARGET_NUMBA_SPEEDUP:.0f}x",
+    ),
+    "single_env_step_numba": (
+        "single env, BalloonEnv.step (numba)",
+        f"< {TARGET_SINGLE_US:.0f} us",
+    ),
+}
+
+
+def numba_target_rows(res: Results) -> list[Row]:
+    """The targets with the numba backend (section ``target_numba``); none without numba."""
+    if res.numba_note is not None:
+        return []
+    t = next((t for t in res.numba if (t.hosts, t.guests) == (TARGET_HOSTS, 8)), None)
+    rate = t.rate if t else NAN
+    ratio = res.numba_ratios.get((TARGET_HOSTS, 8))
+    speedup = _med(ratio)
+    single = _med(res.single_numba_us)
+    return [
+        Row(
+            "target_numba",
+            "numba_host_steps_per_s",
+            TARGET_HOSTS,
+            8,
+            rate,
+            "host-steps/s",
+            t.spread_pct if t else NAN,
+            f">= {TARGET_HOST_STEPS_PER_S:.0f}",
+            _status(rate, rate >= TARGET_HOST_STEPS_PER_S),
+        ),
+        Row(
+            "target_numba",
+            "numba_vs_numpy",
+            TARGET_HOSTS,
+            8,
+            speedup,
+            "x",
+            _spread(ratio),
+            f">= {TARGET_NUMBA_SPEEDUP:.0f}",
+            _status(speedup, speedup >= TARGET_NUMBA_SPEEDUP),
+        ),
+        Row(
+            "target_numba",
+            "single_env_step_numba",
+            1,
+            8,
+            single,
+            "us",
+            _spread(res.single_numba_us),
+            f"< {TARGET_SINGLE_US:.0f}",
+            _status(single, single < TARGET_SINGLE_US),
+        ),
+        Row("meta", "numba_first_step", 0, 0, res.numba_first_s, "s"),
+    ]
 
 
 def breakdown_rows(res: Results) -> list[Row]:
@@ -821,7 +953,13 @@ def memory_rows(res: Results) -> list[Row]:
 
 def build_rows(res: Results) -> list[Row]:
     """Every figure of the run, in CSV order."""
-    return [*target_rows(res), *throughput_rows(res), *breakdown_rows(res), *memory_rows(res)]
+    return [
+        *target_rows(res),
+        *numba_target_rows(res),
+        *throughput_rows(res),
+        *breakdown_rows(res),
+        *memory_rows(res),
+    ]
 
 
 def _fmt(value: float) -> str:
@@ -908,6 +1046,83 @@ def throughput_table(res: Results) -> str:
         "floor frac",
     ]
     return format_table(headers, rows)
+
+
+def numba_table(res: Results) -> str:
+    """The numba backend side by side with numpy (blocks alternated within each repeat)."""
+    if res.numba_note is not None:
+        return f"note: {res.numba_note}"
+    numpy_of = {(t.hosts, t.guests): t for t in [*res.native, res.large]}
+    rows = []
+    for t in res.numba:
+        ref, ratio = numpy_of[(t.hosts, t.guests)], res.numba_ratios[(t.hosts, t.guests)]
+        rows.append(
+            [
+                res.scenario if t.guests == 8 else "large",
+                t.hosts,
+                t.guests,
+                _fmt(ref.rate),
+                _fmt(t.rate),
+                _fmt(t.us_per_step),
+                _pct(t.spread_pct),
+                f"{_med(ratio):.2f}x",
+                _pct(_spread(ratio)),
+                f"{res.floor_fraction(t):.3f}",
+            ]
+        )
+    single, fast = _med(res.single_us), _med(res.single_numba_us)
+    rows.append(
+        [
+            "BalloonEnv.step",
+            1,
+            8,
+            _fmt(1e6 / single),
+            _fmt(1e6 / fast),
+            _fmt(fast),
+            _pct(_spread(res.single_numba_us)),
+            f"{single / fast:.2f}x",
+            "",
+            "",
+        ]
+    )
+    headers = [
+        "scenario",
+        "hosts",
+        "guests",
+        "numpy host-steps/s",
+        "numba host-steps/s",
+        "numba us/step",
+        "spread",
+        "numba/numpy",
+        "spread",
+        "floor frac",
+    ]
+    table = format_table(headers, rows)
+    rows = [
+        [
+            NUMBA_TARGET_LABELS[r.name][0],
+            _fmt(r.value) + {"host-steps/s": "", "x": "x", "us": " us"}[r.unit],
+            _pct(r.spread_pct),
+            NUMBA_TARGET_LABELS[r.name][1],
+            r.status,
+        ]
+        for r in numba_target_rows(res)
+        if r.section == "target_numba"
+    ]
+    targets = format_table(
+        ["target, numba backend", "measured", "spread", "target", "status"], rows
+    )
+    return "\n".join(
+        [
+            table,
+            "numba/numpy: median of the per-repeat ratios (numpy and numba blocks alternate in "
+            "each repeat); single env: ratio of the medians.",
+            "first numba env of the run, created, reset and stepped once (compiles the kernels, "
+            f"or loads them from numba's on-disk cache): {res.numba_first_s:.2f} s",
+            "",
+            targets,
+        ]
+    )
 
 
 def targets_table(res: Results) -> str:
@@ -1013,6 +1228,14 @@ def bandwidth_text(res: Results) -> str:
     )
 
 
+def _numba_line() -> str:
+    """Which numba ran the fused backend (single-threaded kernels), or that none did."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return "numba: not installed (pip install 'balloon-gym[fast]'); numba rows skipped"
+    return f"numba {numba.__version__}: backend='numba' kernels, single-threaded, cached on disk"
+
+
 def header_text(plan: Plan, argv: Sequence[str]) -> str:
     """Date, command, machine and method notes."""
     threads = " ".join(f"{v}={os.environ.get(v)}" for v in _THREAD_VARS)
@@ -1024,6 +1247,7 @@ def header_text(plan: Plan, argv: Sequence[str]) -> str:
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}",
         f"threads: {threads}; OPENBLAS_CORETYPE={coretype} (left alone)",
+        _numba_line(),
         f"Figures are medians of {plan.repeats} timed repeats after warm-up (time.perf_counter);"
         " spread = (max - min) / median of the repeats.",
         "The machine may be shared and noisy: read the spreads before trusting small differences.",
@@ -1044,6 +1268,8 @@ def report_text(res: Results, argv: Sequence[str]) -> str:
             header_text(res.plan, argv),
             "== Throughput ==\n" + throughput_table(res),
             "== Targets ==\n" + targets_table(res),
+            "== numba backend (balloon_gym.core.fused), side by side with numpy ==\n"
+            + numba_table(res),
             f"== Sub-steps of core.step + core.observe, {bd.hosts} hosts x {bd.guests} guests, "
             f"median of {len(bd.total)} steps ==\n" + breakdown_table(res) + notes,
             "== Memory ==\n" + memory_table(res),
@@ -1097,6 +1323,21 @@ def plot(res: Results, path: Path) -> None:
         label="SyncVectorEnv(BalloonEnv), 8 guests",
     )
     ax.loglog([1], [1e6 / _med(res.single_us)], "D", label="BalloonEnv.step")
+    fast8 = [t for t in res.numba if t.guests == 8]
+    if fast8:
+        ax.loglog(
+            [t.hosts for t in fast8],
+            [t.rate for t in fast8],
+            "o--",
+            label="BalloonVectorEnv backend='numba', 8 guests",
+        )
+        ax.loglog(
+            [t.hosts for t in res.numba if t.guests != 8],
+            [t.rate for t in res.numba if t.guests != 8],
+            "s",
+            label="backend='numba', 32 guests",
+        )
+        ax.loglog([1], [1e6 / _med(res.single_numba_us)], "D", label="BalloonEnv.step, numba")
     ax.loglog(
         [TARGET_HOSTS],
         [TARGET_HOST_STEPS_PER_S],

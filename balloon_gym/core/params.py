@@ -30,6 +30,9 @@ HIGH_FREE_FRAC = 0.06
 SOFT_FREE_FRAC = 0.04
 HARD_FREE_FRAC = 0.02
 LOW_FREE_FRAC = 0.01
+STATE_MARGIN_FRAC = 1e-9
+"""A host is below a state line only if below it by this much: the projection puts a compliant
+host exactly on the high line, where the last bit of a sum must not flip the state."""
 
 #: Host memory states, in the order of the observation's ``host_state`` feature.
 HOST_HIGH, HOST_SOFT, HOST_HARD, HOST_LOW = 0, 1, 2, 3

@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from balloon_gym.core.params import HIGH_FREE_FRAC, LOW_FREE_FRAC, SOFT_FREE_FRAC, Params
+from balloon_gym.core.params import (
+    HIGH_FREE_FRAC,
+    LOW_FREE_FRAC,
+    SOFT_FREE_FRAC,
+    STATE_MARGIN_FRAC,
+    Params,
+)
 from balloon_gym.core.rows import row_sum
 
 
@@ -85,9 +91,10 @@ def host_memory_state(free_mib: np.ndarray, params: Params) -> np.ndarray:
 
     Thresholds: high >= 6 %, soft >= 4 %, hard >= 1 %, low < 1 % of machine memory. DESIGN
     lists hard >= 2 % and low < 1 %; the band [1 %, 2 %) is treated as hard, as in the ESX paper
-    the host pages in both states and blocks guests only below the low line.
+    the host pages in both states and blocks guests only below the low line. A host must be
+    below a line by ``STATE_MARGIN_FRAC`` to cross it (a compliant host sits exactly on 6 %).
     """
-    frac = free_mib / params.host_mem_mib[:, 0]
+    frac = free_mib / params.host_mem_mib[:, 0] + STATE_MARGIN_FRAC
     return (
         (frac < HIGH_FREE_FRAC).astype(np.int64) + (frac < SOFT_FREE_FRAC) + (frac < LOW_FREE_FRAC)
     )

@@ -7,7 +7,7 @@ logic. It owns the state between calls, resets subsets of hosts, and builds ``in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,31 @@ from balloon_gym.core.state import State, consumed_mib, host_memory_state
 from balloon_gym.scenarios import load_scenario
 
 ScenarioLike = str | Path | ScenarioConfig
+
+BACKENDS = ("numpy", "numba")
+"""Implementations of ``step`` and ``observe``: ``numpy`` (the reference, default) and ``numba``
+(``balloon_gym.core.fused``: compiled kernels, same numbers; ``pip install 'balloon-gym[fast]'``).
+"""
+
+StepFn = Callable[[State, np.ndarray, Params, np.random.Generator], tuple[State, Any]]
+ObserveFn = Callable[[State, Params], np.ndarray]
+
+
+def backend_functions(backend: str) -> tuple[StepFn, ObserveFn]:
+    """The ``step`` and ``observe`` functions of a backend (``reset`` is shared: numpy's).
+
+    Raises:
+        ValueError: For an unknown backend (the message lists :data:`BACKENDS`).
+        ImportError: For ``"numba"`` without numba installed.
+    """
+    if backend == "numpy":
+        return core.step, core.observe
+    if backend == "numba":
+        from balloon_gym.core import fused  # numba is optional: imported only when asked for
+
+        fused.load_kernels()  # fail here, not at the first step, if numba is missing
+        return fused.step, fused.observe
+    raise ValueError(f"backend {backend!r} unknown; choose one of {', '.join(BACKENDS)}")
 
 
 def resolve_scenarios(
@@ -167,11 +192,22 @@ class Batch:
     Args:
         params: Scenario arrays of the batch.
         max_episode_steps: Steps until truncation; default each scenario's ``episode_steps``.
+        backend: ``"numpy"`` (the reference, default) or ``"numba"`` (compiled kernels with the
+            same numbers, see ``docs/speed.md``; the first use compiles them, about 15 s once
+            per machine, then they load from numba's on-disk cache).
+
+    Raises:
+        ValueError: For ``max_episode_steps < 1`` or an unknown backend.
+        ImportError: For ``backend="numba"`` without numba installed.
     """
 
-    def __init__(self, params: Params, max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self, params: Params, max_episode_steps: int | None = None, backend: str = "numpy"
+    ) -> None:
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self._step, self._observe = backend_functions(backend)
+        self.backend = backend
         self.params = params
         self.max_steps = (
             params.episode_steps[:, 0].copy()
@@ -188,7 +224,7 @@ class Batch:
     def reset(self, rng: np.random.Generator) -> np.ndarray:
         """Reset every host; returns the observations."""
         self.state = core.reset(self.params, rng)
-        return core.observe(self.state, self.params)
+        return self._observe(self.state, self.params)
 
     def reset_where(self, mask: np.ndarray, rng: np.random.Generator) -> None:
         """Reset the hosts where ``mask`` is True; the others keep their state."""
@@ -209,7 +245,7 @@ class Batch:
         """Advance all hosts; returns ``(reward, terminated, truncated, info)``."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        state, out = core.step(self.state, action, self.params, rng)
+        state, out = self._step(self.state, action, self.params, rng)
         self.state = state
         truncated = state.t >= self.max_steps
         terminated = np.zeros(self.num_envs, dtype=bool)
@@ -218,4 +254,4 @@ class Batch:
     def observe(self) -> np.ndarray:
         """Observations of the current state."""
         assert self.state is not None
-        return core.observe(self.state, self.params)
+        return self._observe(self.state, self.params)

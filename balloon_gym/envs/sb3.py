@@ -30,7 +30,18 @@ _EPISODE_PARTS = ("score", "ooms", "host_swap_gib", "sla_misses")
 
 
 class BalloonSB3VecEnv(VecEnv):
-    """``num_envs`` hosts as one SB3 ``VecEnv``; arguments as :class:`BalloonVectorEnv`."""
+    """``num_envs`` hosts as one SB3 ``VecEnv``; arguments as :class:`BalloonVectorEnv`.
+
+    Arguments:
+        num_envs: Hosts in the batch.
+        scenario: A shipped name, a YAML path, a ``ScenarioConfig``, or a list of them.
+        max_guests: Guest slots per host (default: the widest scenario's guest count).
+        max_episode_steps: Truncation length (default: each scenario's ``episode_steps``).
+        trace_split: Which trace VMs trace guests draw; None keeps each scenario's.
+        backend: ``"numpy"`` (the reference, default) or ``"numba"``: compiled kernels with the
+            same numbers and 2-4x the speed (``docs/speed.md``; needs
+            ``pip install 'balloon-gym[fast]'``; the first step compiles them once per machine).
+    """
 
     def __init__(
         self,
@@ -39,10 +50,11 @@ class BalloonSB3VecEnv(VecEnv):
         max_guests: int | None = None,
         max_episode_steps: int | None = None,
         trace_split: str | None = None,
+        backend: str = "numpy",
     ) -> None:
         self.scenarios = resolve_scenarios(scenario, num_envs)
         self._batch = Batch(
-            build_params(self.scenarios, max_guests, trace_split), max_episode_steps
+            build_params(self.scenarios, max_guests, trace_split), max_episode_steps, backend
         )
         g = self._batch.params.max_guests
         self.render_mode = None  # read by VecEnv.__init__; text rendering: render_text()

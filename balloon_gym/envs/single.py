@@ -109,7 +109,10 @@ class BalloonEnv(gym.Env):
     ``scenario`` is a shipped name, a path to a YAML file or a ``ScenarioConfig``; ``max_guests``
     pads the guest slots (to share a policy across scenarios); ``render_mode="ansi"`` returns a
     table of the host and its guests; ``trace_split`` ("train", "heldout", "all") overrides which
-    real VMs trace-replay guests draw (evaluation uses "heldout").
+    real VMs trace-replay guests draw (evaluation uses "heldout"); ``backend`` is ``"numpy"``
+    (the reference, default) or ``"numba"``: compiled kernels with the same numbers and 2-4x the
+    speed (``docs/speed.md``; needs ``pip install 'balloon-gym[fast]'``; the first step
+    compiles them once per machine).
 
     ``info`` holds the reward parts and the exact memory accounting (``kernel_mib``,
     ``anon_resident_mib``, ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``,
@@ -129,12 +132,13 @@ class BalloonEnv(gym.Env):
         render_mode: str | None = None,
         max_episode_steps: int | None = None,
         trace_split: str | None = None,
+        backend: str = "numpy",
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
         (self.scenario,) = resolve_scenarios(scenario, 1)
         self._batch = Batch(
-            build_params([self.scenario], max_guests, trace_split), max_episode_steps
+            build_params([self.scenario], max_guests, trace_split), max_episode_steps, backend
         )
         self.max_guests = self._batch.params.max_guests
         self.observation_space = observation_space(self.max_guests)

@@ -40,6 +40,9 @@ class BalloonVectorEnv(VectorEnv):
         render_mode: ``"ansi"`` or None; renders env 0.
         trace_split: Which trace VMs trace guests draw (``"heldout"`` for evaluation); None
             keeps each scenario's (training VMs by default).
+        backend: ``"numpy"`` (the reference, default) or ``"numba"``: compiled kernels with the
+            same numbers and 2-4x the speed (``docs/speed.md``; needs
+            ``pip install 'balloon-gym[fast]'``; the first step compiles them once per machine).
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -53,6 +56,7 @@ class BalloonVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         trace_split: str | None = None,
+        backend: str = "numpy",
     ) -> None:
         mode = AutoresetMode(autoreset_mode)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -61,7 +65,7 @@ class BalloonVectorEnv(VectorEnv):
             raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
         self.scenarios = resolve_scenarios(scenario, num_envs)
         self._batch = Batch(
-            build_params(self.scenarios, max_guests, trace_split), max_episode_steps
+            build_params(self.scenarios, max_guests, trace_split), max_episode_steps, backend
         )
         self.num_envs = num_envs
         self.max_guests = self._batch.params.max_guests

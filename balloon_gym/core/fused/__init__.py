@@ -1,0 +1,197 @@
+"""The fused backend: ``step`` and ``observe`` as compiled numba kernels (optional, GitHub issue 4).
+
+Same signatures, semantics and outputs as :func:`balloon_gym.core.step.step` and
+:func:`balloon_gym.core.observe.observe`, which stay the reference and the default. The numpy
+core spends most of a step in the per-call overhead of ~300 array operations and their
+temporaries; the kernels loop over hosts and guests in one compiled pass per sub-step instead.
+Enable it with ``backend="numba"`` on any env (``pip install 'balloon-gym[fast]'``).
+
+- **Same numbers.** Each kernel repeats the reference's float operations in the same order.
+  Sums over a host's guests run in guest order where the reference sums through BLAS
+  (``core/rows.py``), so results agree to float rounding, not always to the last bit (the
+  tests hold them to 1e-9 relative over hundreds of steps; ``docs/speed.md``).
+- **Same randomness.** The generator is consumed exactly as the reference consumes it: the
+  ``(NUM_UNIFORMS + 1, N, G)`` uniforms, then the ``(N, G)`` standard normals of the sampling
+  estimate, drawn here in Python and passed to the kernel. A seed gives the same episode on
+  either backend.
+- **Pure.** Inputs are only read (the kernels compile against read-only arrays); every output
+  array is new, except ``phase_offset``, ``trace_vm`` and ``trace_pos``, which the new state
+  shares with the old one exactly as the reference's does.
+- **Lazy.** Importing this module does not import numba; the first call does, and raises
+  ``ImportError`` with the install command if numba is missing. Kernels are compiled on first
+  use and cached on disk (``cache=True``), so only the first run on a machine pays the compile.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import operator
+from types import ModuleType
+
+import numpy as np
+
+from balloon_gym.core import workload
+from balloon_gym.core.observe import GUEST_FEATURES, HOST_FEATURES, observation_size
+from balloon_gym.core.params import Params
+from balloon_gym.core.state import State
+from balloon_gym.core.step import StepOutput, split_action
+
+MISSING_NUMBA = "the numba backend needs numba: pip install 'balloon-gym[fast]'"
+
+#: State fields the new state shares with the old one (the reference carries them over).
+_SHARED = ("phase_offset", "trace_vm", "trace_pos")
+_BOOL = ("burst_on", "oom", "driver_up")
+_INT = ("outage_left",)
+_HOST = ("host_swap_out", "host_swap_in")
+_FLOAT = tuple(
+    f for f in State._fields if f not in {*_SHARED, *_BOOL, *_INT, *_HOST, "t"}
+)  # every other field: float64 [G]
+#: Where each ``State`` field of a new state comes from: (buffer, row) or ("shared", name).
+_LAYOUT = tuple(
+    ("t", 0)
+    if f == "t"
+    else ("shared", f)
+    if f in _SHARED
+    else next((kind, names.index(f)) for kind, names in
+              (("f", _FLOAT), ("b", _BOOL), ("i", _INT), ("h", _HOST)) if f in names)
+    for f in State._fields
+)  # fmt: skip
+
+
+class _Kernels:
+    """The compiled kernels and the getters of the arrays they take, in their order."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.step_kernel = module.step_kernel
+        self.observe_kernel = module.observe_kernel
+        self.reward_rows = module.REWARD_ROWS[1:]
+        self.step_params = operator.attrgetter(*module.STEP_PARAMS)
+        self.state = operator.attrgetter(*module.STATE_FIELDS)
+        self.obs_params = operator.attrgetter(*module.OBS_PARAMS)
+        self.obs_state = operator.attrgetter(*module.OBS_STATE)
+        self.num_static = len(GUEST_FEATURES) - len(module.DYNAMIC_FEATURES)
+
+
+def _check_reference(module: ModuleType) -> None:
+    """Raise if the kernels no longer match the reference's layout or constants.
+
+    The kernels copy what they depend on (numba's cache cannot see other files change); this
+    turns a stale copy into a clear error instead of numbers that drift from the reference.
+    """
+    problems = []
+    if set(module.STATE_FIELDS) != set(State._fields):
+        problems.append(f"State fields {sorted(set(State._fields) ^ set(module.STATE_FIELDS))}")
+    for name, value in module.REFERENCE_CONSTANTS.items():
+        mod_name, attr = name.split(".")
+        current = getattr(importlib.import_module(f"balloon_gym.core.{mod_name}"), attr, None)
+        if current != value:
+            problems.append(f"{name} is {current!r}, the kernels copy {value!r}")
+    features = tuple(f for f, _ in GUEST_FEATURES)
+    if features[: len(module.DYNAMIC_FEATURES)] != module.DYNAMIC_FEATURES:
+        problems.append("the dynamic guest features of core/observe.py")
+    if tuple(f for f, _ in HOST_FEATURES) != module.HOST_FEATURES:
+        problems.append("the host features of core/observe.py")
+    if problems:
+        raise RuntimeError(
+            "balloon_gym/core/fused/kernels.py is out of date with the numpy core: "
+            + "; ".join(problems)
+            + ". Update the kernels to match (the numpy backend is unaffected)."
+        )
+
+
+@functools.cache
+def load_kernels() -> _Kernels:
+    """The compiled kernels (``balloon_gym.core.fused.kernels``), importing numba on first use.
+
+    Raises:
+        ImportError: If numba is not installed (or cannot be imported).
+        RuntimeError: If the kernels are out of date with the numpy core.
+    """
+    try:
+        importlib.import_module("numba")
+    except ImportError as err:
+        raise ImportError(MISSING_NUMBA) from err
+    module = importlib.import_module("balloon_gym.core.fused.kernels")
+    _check_reference(module)
+    return _Kernels(module)
+
+
+def _new_state(state: State, n: int, g: int) -> State:
+    """Arrays for the state after a step: rows of a few fresh buffers, one per dtype, and the
+    fields carried over from ``state``."""
+    buffers = {
+        "t": np.empty((1, n), dtype=np.int64),
+        "f": np.empty((len(_FLOAT), n, g)),
+        "b": np.empty((len(_BOOL), n, g), dtype=np.bool_),
+        "i": np.empty((len(_INT), n, g), dtype=np.int64),
+        "h": np.empty((len(_HOST), n)),
+    }
+    return State(
+        *(getattr(state, key) if kind == "shared" else buffers[kind][key] for kind, key in _LAYOUT)
+    )
+
+
+def step(
+    state: State, action: np.ndarray, params: Params, rng: np.random.Generator
+) -> tuple[State, StepOutput]:
+    """Advance every host by one control interval, as :func:`balloon_gym.core.step.step`.
+
+    Args:
+        state: Batch state, ``num_envs`` hosts (only read).
+        action: ``(num_envs, 2 * max_guests)`` in [-1, 1]: memory actions, then vCPU actions.
+        params: Scenario arrays of the same batch (only read).
+        rng: Source of all randomness of this step, consumed exactly as the reference does.
+
+    Returns:
+        The new state and the step's reward with its parts (the reference's dict keys).
+
+    Raises:
+        ValueError: On a malformed or non-finite action (the state and ``rng`` are untouched).
+        ImportError: If numba is missing.
+    """
+    mem_action, vcpu_action = split_action(action, params)
+    k = load_kernels()
+    n, g = params.guest_mask.shape
+    uniforms = rng.random((workload.NUM_UNIFORMS + 1, n, g))
+    normals = rng.standard_normal((n, g))  # the draw of host.sample_active, in the same order
+    new_state = _new_state(state, n, g)
+    out = np.empty((len(k.reward_rows) + 1, n))
+    k.step_kernel(
+        k.step_params(params),
+        k.state(state),
+        k.state(new_state),
+        np.ascontiguousarray(mem_action),
+        np.ascontiguousarray(vcpu_action),
+        uniforms,
+        normals,
+        out,
+    )
+    parts = dict(zip(k.reward_rows, out[1:], strict=True))
+    return new_state, StepOutput(reward=out[0], parts=parts)
+
+
+def observe(state: State, params: Params) -> np.ndarray:
+    """Observation of every host, as :func:`balloon_gym.core.observe.observe`.
+
+    Returns:
+        ``(num_envs, observation_size(max_guests))`` float32, every feature in [0, 1].
+
+    Raises:
+        ImportError: If numba is missing.
+        RuntimeError: If the observation's layout changed in the core and not in the kernels.
+    """
+    k = load_kernels()
+    n, g = params.guest_mask.shape
+    if params.obs_static.shape[-1] != k.num_static:  # the kernel lays features out per guest
+        raise RuntimeError(
+            f"params.obs_static has {params.obs_static.shape[-1]} features, core/observe.py "
+            f"lists {k.num_static} after the dynamic ones; the kernels are out of date"
+        )
+    out = np.empty((n, observation_size(g)), dtype=np.float32)
+    faults = np.log10(1.0 + state.fault_pages)  # numpy's SIMD log10, as the reference's
+    k.observe_kernel(k.obs_params(params), k.obs_state(state), faults, out)
+    return out
+
+
+__all__ = ["MISSING_NUMBA", "load_kernels", "observe", "step"]
