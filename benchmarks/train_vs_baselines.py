@@ -218,6 +218,48 @@ def collect(args: argparse.Namespace, state: dict) -> tuple[list[dict], list[dic
     return rows, episodes
 
 
+def aggregate_lines(episodes: list[dict], algo: str) -> list[str]:
+    """The leaderboard's aggregate, for the trained policy beside every baseline.
+
+    Per scenario, scores are normalised between ``proportional_share`` (0) and ``clairvoyant``
+    (1) by their mean scores; the trained policy's runs are its training seeds x evaluation
+    seeds. IQM with a 95 % stratified bootstrap interval, and P(trained > agent), as in
+    ``leaderboard.md`` (``balloon_gym.stats``).
+    """
+    scenarios = sorted({e["scenario"] for e in episodes})
+    by: dict[tuple[str, str], list[float]] = {}
+    for e in episodes:
+        by.setdefault((e["agent"], e["scenario"]), []).append(float(e["score"]))
+    agents = sorted({a for a, s in by if all((a, t) in by for t in scenarios)})
+    if not {"proportional_share", "clairvoyant", algo} <= set(agents):
+        return []
+    low = np.array([np.mean(by["proportional_share", s]) for s in scenarios])
+    high = np.array([np.mean(by["clairvoyant", s]) for s in scenarios])
+    norm = {
+        a: (np.array([by[a, s] for s in scenarios]).T - low) / (high - low) for a in agents
+    }  # (runs, scenarios)
+    ci = stats.stratified_bootstrap_ci(norm, stats.iqm, reps=2000, seed=0)
+    lines = [
+        "",
+        "## Aggregate over the scenarios (leaderboard form)",
+        "",
+        f"IQM of the normalised score over (run, scenario) with a 95 % stratified bootstrap "
+        f"interval; P({algo} > agent) with its interval. {algo}'s runs: one policy per scenario "
+        "and training seed, each evaluated on the held-out seeds.",
+        "",
+        f"| agent | IQM normalised score [95 % CI] | P({algo} > agent) [95 % CI] |",
+        "|---|---|---|",
+    ]
+    for a in sorted(agents, key=lambda a: -ci[a].point):
+        poi = "" if a == algo else stats.probability_of_improvement_ci(norm[algo], norm[a], seed=0)
+        poi_text = "—" if a == algo else f"{poi.point:.2f} [{poi.lower:.2f}, {poi.upper:.2f}]"
+        name = f"**{a}** (trained)" if a == algo else f"`{a}`"
+        lines.append(
+            f"| {name} | {ci[a].point:.3f} [{ci[a].lower:.3f}, {ci[a].upper:.3f}] | {poi_text} |"
+        )
+    return lines
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, tuple | list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
@@ -289,6 +331,7 @@ def write_report(args: argparse.Namespace, state: dict, command: str) -> None:
             f"{r[a + '_ooms']:.2f} / {r['best_ooms']:.2f} | "
             f"{r[a + '_host_swap_gib']:.3f} / {r['best_host_swap_gib']:.3f} |"
         )
+    lines += aggregate_lines(episodes, a)
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines), flush=True)
 
