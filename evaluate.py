@@ -9,7 +9,7 @@ See ``python evaluate.py --help`` and ``docs/baselines.md``.
 
 import sys
 
-from balloon_gym.evaluation import main
+from balloon_gym.evaluation_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,11 +15,11 @@ from balloon_gym.evaluation import (
     RESULT_COLUMNS,
     evaluate,
     evaluation_seeds,
-    main,
     read_results_csv,
     run_batch,
     write_results_csv,
 )
+from balloon_gym.evaluation_cli import main
 from balloon_gym.metrics import EpisodeMetrics, jain_index
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -154,7 +154,8 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainRequest:
 
 def final_evaluation(req: TrainRequest) -> list[dict[str, Any]]:
     """Evaluate ``algo:DIR`` beside the baselines (``evaluate.py``'s path) into ``DIR/eval``."""
-    from balloon_gym.evaluation import RunConfig, evaluation_seeds, read_results_csv, run
+    from balloon_gym.evaluation import evaluation_seeds, read_results_csv
+    from balloon_gym.evaluation_cli import RunConfig, run
 
     spec = f"{req.algo}:{req.out}"
     cfg = RunConfig(
