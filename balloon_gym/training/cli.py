@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from balloon_gym.agents import CLASSIC_AGENTS
 from balloon_gym.config import ConfigError
 from balloon_gym.scenarios import load_scenario
 from balloon_gym.training.config import (
@@ -35,15 +36,7 @@ from balloon_gym.training.trainer import CHECKPOINT_DIR, CONFIG_FILE, TrainReque
 DEFAULT_TIMESTEPS = 50_000
 """Timesteps of ``python train.py`` without arguments (a few minutes on a laptop CPU)."""
 
-FINAL_BASELINES: tuple[str, ...] = (
-    "static",
-    "proportional_share",
-    "esx_idle_tax",
-    "squeezed",
-    "mom",
-    "hyperv",
-    "clairvoyant",
-)
+FINAL_BASELINES: tuple[str, ...] = (*CLASSIC_AGENTS, "clairvoyant")
 """Agents evaluated beside the trained policy at the end of a run."""
 
 
