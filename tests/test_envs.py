@@ -615,3 +615,35 @@ def test_record_episode_statistics_reports_episode_returns():
     np.testing.assert_allclose(info["episode"]["r"], total)
     np.testing.assert_array_equal(info["episode"]["l"], [5, 5, 5])
     assert len(venv.return_queue) == 3
+
+
+# --- 12. the batch's observation cache and shared info arrays ------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_batch_observation_is_always_that_of_the_current_state(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    from balloon_gym.envs.batch import Batch, backend_functions, build_params
+
+    observe = backend_functions(backend).observe  # the step's own observation must equal it
+    batch = Batch(build_params([load_scenario("bursty")] * 3), backend=backend)
+    rng = np.random.default_rng(0)
+    batch.reset(rng)
+    for t in range(6):
+        batch.step(rng.uniform(-1, 1, (3, 2 * batch.params.max_guests)), rng)
+        if t % 2:
+            batch.reset_where(np.array([True, False, t > 3]), rng)
+        np.testing.assert_array_equal(batch.observe(), observe(batch.state, batch.params))
+
+
+def test_info_arrays_shared_between_steps_are_read_only():
+    env = BalloonVectorEnv(2, "idle-tax")
+    env.reset(seed=0)
+    _, _, _, _, first = env.step(env.action_space.sample())
+    _, _, _, _, second = env.step(env.action_space.sample())
+    for key in ("kernel_mib", "mem_mib", "host_mem_mib", "host_reserved_mib", "guest_mask"):
+        assert first[key] is second[key], key  # computed once per batch
+        with pytest.raises(ValueError, match="read-only"):
+            first[key][0] = 0
+    assert not np.shares_memory(first["free_mib"], second["free_mib"])  # state: one per step

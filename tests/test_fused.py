@@ -110,14 +110,17 @@ def compare_rollouts(params: Params, steps: int, seed: int, action_kind: str = "
             action = actions.uniform(-1, 1, shape)
         elif action_kind == "extreme":
             action = actions.choice([-1.0, 1.0], shape)
+        elif action_kind == "outside":  # clipped to the box by both backends
+            action = actions.uniform(-3, 3, shape)
         elif actions.random() < 0.1:  # sticky
             action = actions.uniform(-1, 1, shape)
         ref = core.step(s_ref, action, params, rng_ref)
-        new = fused.step(s_new, action, params, rng_new)
+        *new, obs_new = fused.step_observe(s_new, action, params, rng_new)
         assert_same_step(ref, new, f"step {t}")
         (s_ref, _), (s_new, _) = ref, new
-        obs_ref, obs_new = core.observe(s_ref, params), fused.observe(s_new, params)
-        assert_same_obs(obs_ref, obs_new, s_ref, params, f"obs {t}")
+        # the step's own observation is exactly the observe kernel's
+        np.testing.assert_array_equal(obs_new, fused.observe(s_new, params), err_msg=f"{t}")
+        assert_same_obs(core.observe(s_ref, params), obs_new, s_ref, params, f"obs {t}")
     # both generators are where the same draws leave them
     assert rng_ref.random() == rng_new.random()
 
@@ -157,6 +160,23 @@ def test_fused_matches_numpy_with_every_reward_and_extreme_actions():
     compare_rollouts(params, steps=200, seed=11, action_kind="extreme")
 
 
+def test_fused_matches_numpy_on_actions_outside_the_box():
+    params = repeat_params(build_params([load_scenario("cpu-contention")]), 4)
+    compare_rollouts(params, steps=100, seed=5, action_kind="outside")
+
+
+def test_fused_step_without_observation_matches_step_observe():
+    params = repeat_params(build_params([load_scenario("diurnal")]), 3)
+    state = core.reset(params, np.random.default_rng(0))
+    action = np.random.default_rng(1).uniform(-1, 1, (3, 2 * params.max_guests))
+    s_a, out_a = fused.step(state, action, params, np.random.default_rng(2))
+    s_b, out_b, obs = fused.step_observe(state, action, params, np.random.default_rng(2))
+    for name, a, b in zip(State._fields, s_a, s_b, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(out_a.reward, out_b.reward)
+    np.testing.assert_array_equal(obs, fused.observe(s_a, params))
+
+
 # --- 2. property test over random scenarios ---------------------------------------------------
 
 
@@ -178,7 +198,7 @@ def fused_scenarios(draw):
 @given(
     cfg=fused_scenarios(),
     seed=st.integers(0, 2**32 - 2),
-    action_kind=st.sampled_from(["uniform", "extreme", "sticky"]),
+    action_kind=st.sampled_from(["uniform", "extreme", "outside", "sticky"]),
 )
 def test_fused_matches_numpy_on_random_scenarios(cfg, seed, action_kind):
     params = repeat_params(build_params([cfg]), 3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,22 +28,33 @@ BACKENDS = ("numpy", "numba")
 
 StepFn = Callable[[State, np.ndarray, Params, np.random.Generator], tuple[State, Any]]
 ObserveFn = Callable[[State, Params], np.ndarray]
+StepObserveFn = Callable[[State, np.ndarray, Params, np.random.Generator], tuple[State, Any, Any]]
 
 
-def backend_functions(backend: str) -> tuple[StepFn, ObserveFn]:
-    """The ``step`` and ``observe`` functions of a backend (``reset`` is shared: numpy's).
+class Backend(NamedTuple):
+    """The functions of a backend: ``step`` and ``observe`` (``reset`` is shared: numpy's), and
+    ``step_observe``, both in one call, where the backend computes them together (else None:
+    the observation is computed when asked for)."""
+
+    step: StepFn
+    observe: ObserveFn
+    step_observe: StepObserveFn | None = None
+
+
+def backend_functions(backend: str) -> Backend:
+    """The functions of a backend.
 
     Raises:
         ValueError: For an unknown backend (the message lists :data:`BACKENDS`).
         ImportError: For ``"numba"`` without numba installed.
     """
     if backend == "numpy":
-        return core.step, core.observe
+        return Backend(core.step, core.observe)
     if backend == "numba":
         from balloon_gym.core import fused  # numba is optional: imported only when asked for
 
         fused.load_kernels()  # fail here, not at the first step, if numba is missing
-        return fused.step, fused.observe
+        return Backend(fused.step, fused.observe, fused.step_observe)
     raise ValueError(f"backend {backend!r} unknown; choose one of {', '.join(BACKENDS)}")
 
 
@@ -82,6 +93,21 @@ def build_params(
     return stack_params(rows)
 
 
+def _static_info(params: Params) -> dict[str, np.ndarray]:
+    """The ``info`` keys that depend only on params: computed once per batch and shared by every
+    step's info, so they are read-only copies."""
+    static = {
+        "kernel_mib": np.where(params.guest_mask, params.kernel_mib, 0.0),  # padding: 0
+        "mem_mib": np.where(params.guest_mask, params.mem_mib, 0.0),
+        "host_mem_mib": params.host_mem_mib[:, 0].copy(),
+        "host_reserved_mib": params.host_reserved_mib[:, 0].copy(),
+        "guest_mask": params.guest_mask.copy(),
+    }
+    for value in static.values():
+        value.flags.writeable = False
+    return static
+
+
 class StepInfo(MutableMapping[str, Any]):
     """``info`` of one batch step, computed on first access of each key (a mutable mapping:
     wrappers may add keys).
@@ -111,8 +137,15 @@ class StepInfo(MutableMapping[str, Any]):
         "driver_up": "driver_up",
     }
 
-    def __init__(self, state: State, params: Params, parts: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        state: State,
+        params: Params,
+        parts: dict[str, np.ndarray],
+        static: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self._state, self._params, self._parts = state, params, parts
+        self._static = _static_info(params) if static is None else static
         self._cache: dict[str, np.ndarray] = {}
         self._keys = (
             *parts,
@@ -131,23 +164,24 @@ class StepInfo(MutableMapping[str, Any]):
         s, p = self._state, self._params
         if key in self._parts:
             return self._parts[key]
+        if key in self._static:
+            return self._static[key]
         if key in self._GUEST_KEYS:
             # Padding slots are all kernel: their memory fields are zero already.
             value = getattr(s, self._GUEST_KEYS[key])
             return np.where(p.guest_mask, value, 0.0) if key == "alloc_target_mib" else value
-        derived = {
-            "kernel_mib": lambda: np.where(p.guest_mask, p.kernel_mib, 0.0),  # padding: 0
-            "mem_mib": lambda: np.where(p.guest_mask, p.mem_mib, 0.0),
-            "consumed_mib": lambda: consumed_mib(s, p),
-            "host_free_mib": lambda: (
-                p.host_mem_mib[:, 0] - p.host_reserved_mib[:, 0] - self["consumed_mib"].sum(axis=1)
-            ),
-            "host_state": lambda: host_memory_state(self["host_free_mib"], p),
-            "host_mem_mib": lambda: p.host_mem_mib[:, 0],
-            "host_reserved_mib": lambda: p.host_reserved_mib[:, 0],
-            "guest_mask": lambda: p.guest_mask,
-        }
-        return derived[key]()
+        if key == "consumed_mib":
+            return consumed_mib(s, p)
+        if key == "host_free_mib":
+            used = self["consumed_mib"].sum(axis=1)
+            return p.host_mem_mib[:, 0] - p.host_reserved_mib[:, 0] - used
+        if key == "host_state":
+            return host_memory_state(self["host_free_mib"], p)
+        raise KeyError(key)  # pragma: no cover - every key of _keys is handled above
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key as a plain dict (what the vector adapters return)."""
+        return {key: self[key] for key in self._keys}
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._cache:
@@ -175,7 +209,7 @@ class StepInfo(MutableMapping[str, Any]):
 
     def fresh_copy(self) -> StepInfo:
         """A new mapping over the same step (without keys added since)."""
-        return StepInfo(self._state, self._params, self._parts)
+        return StepInfo(self._state, self._params, self._parts, self._static)
 
     def row(self, i: int) -> dict[str, Any]:
         """Everything for env ``i``, as Python scalars and small arrays."""
@@ -206,7 +240,7 @@ class Batch:
     ) -> None:
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        self._step, self._observe = backend_functions(backend)
+        self._backend = backend_functions(backend)
         self.backend = backend
         self.params = params
         self.max_steps = (
@@ -215,6 +249,8 @@ class Batch:
             else np.full(params.num_envs, max_episode_steps, dtype=np.int64)
         )
         self.state: State | None = None
+        self._static_info = _static_info(params)
+        self._obs: np.ndarray | None = None  # observation of ``state``, once computed
 
     @property
     def num_envs(self) -> int:
@@ -224,11 +260,13 @@ class Batch:
     def reset(self, rng: np.random.Generator) -> np.ndarray:
         """Reset every host; returns the observations."""
         self.state = core.reset(self.params, rng)
-        return self._observe(self.state, self.params)
+        self._obs = None
+        return self.observe()
 
     def reset_where(self, mask: np.ndarray, rng: np.random.Generator) -> None:
         """Reset the hosts where ``mask`` is True; the others keep their state."""
         assert self.state is not None
+        self._obs = None
         if mask.all():
             self.state = core.reset(self.params, rng)
             return
@@ -245,13 +283,20 @@ class Batch:
         """Advance all hosts; returns ``(reward, terminated, truncated, info)``."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        state, out = self._step(self.state, action, self.params, rng)
+        if self._backend.step_observe is None:
+            state, out = self._backend.step(self.state, action, self.params, rng)
+            self._obs = None
+        else:
+            state, out, self._obs = self._backend.step_observe(self.state, action, self.params, rng)
         self.state = state
         truncated = state.t >= self.max_steps
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return out.reward, terminated, truncated, StepInfo(state, self.params, out.parts)
+        info = StepInfo(state, self.params, out.parts, self._static_info)
+        return out.reward, terminated, truncated, info
 
     def observe(self) -> np.ndarray:
-        """Observations of the current state."""
+        """Observations of the current state (computed once per state; do not write to it)."""
         assert self.state is not None
-        return self._observe(self.state, self.params)
+        if self._obs is None:
+            self._obs = self._backend.observe(self.state, self.params)
+        return self._obs

@@ -102,16 +102,17 @@ class BalloonVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._needs_reset.any():
             return self._step_with_reset(actions)
-        reward, terminated, truncated, info = self._batch.step(actions, self._np_random)
+        reward, terminated, truncated, step_info = self._batch.step(actions, self._np_random)
+        info = step_info.to_dict()
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             final_obs = self._batch.observe()
             self._batch.reset_where(done, self._np_random)
-            final_info = dict(info)
+            final_info = info
             info = {**final_info, "final_obs": final_obs, "_final_obs": done}
             info.update(final_info=final_info, _final_info=done)
         self._needs_reset = done
-        return self._batch.observe(), reward, terminated, truncated, dict(info)
+        return self._batch.observe(), reward, terminated, truncated, info
 
     def _step_with_reset(self, actions: np.ndarray):
         """NEXT_STEP: envs that ended last step reset now; the others step."""
@@ -124,7 +125,7 @@ class BalloonVectorEnv(VectorEnv):
             reward, _, _, step_info = self._batch.step(actions, self._np_random)
             self._batch.reset_where(resetting, self._np_random)
             reward = np.where(resetting, 0.0, reward)
-            info = dict(step_info)
+            info = step_info.to_dict()
         truncated = self._batch.state.t >= self._batch.max_steps
         self._needs_reset = truncated
         return self._batch.observe(), reward, np.zeros(n, dtype=bool), truncated, info

@@ -65,6 +65,7 @@ class _Kernels:
     def __init__(self, module: ModuleType) -> None:
         self.step_kernel = module.step_kernel
         self.observe_kernel = module.observe_kernel
+        self.action_is_finite = module.action_is_finite
         self.reward_rows = module.REWARD_ROWS[1:]
         self.step_params = operator.attrgetter(*module.STEP_PARAMS)
         self.state = operator.attrgetter(*module.STATE_FIELDS)
@@ -132,6 +133,38 @@ def _new_state(state: State, n: int, g: int) -> State:
     )
 
 
+def _step(
+    state: State, action: np.ndarray, params: Params, rng: np.random.Generator, with_obs: bool
+) -> tuple[State, StepOutput, np.ndarray | None]:
+    """One kernel call: the step, and the new state's observation if ``with_obs``."""
+    k = load_kernels()
+    n, g = params.guest_mask.shape
+    action = np.ascontiguousarray(action, dtype=np.float64)
+    if action.shape != (n, 2 * g) or not k.action_is_finite(action):
+        split_action(action, params)  # raises the reference's ValueError, naming the problem
+        raise AssertionError("unreachable: split_action accepted an action the kernel refused")
+    uniforms = rng.random((workload.NUM_UNIFORMS + 1, n, g))
+    normals = rng.standard_normal((n, g))  # the draw of host.sample_active, in the same order
+    new_state = _new_state(state, n, g)
+    out = np.empty((len(k.reward_rows) + 1, n))
+    obs = np.empty((n, observation_size(g)) if with_obs else (0, 0), dtype=np.float32)
+    if with_obs:
+        _check_static(params, k)
+    k.step_kernel(
+        k.step_params(params),
+        k.state(state),
+        k.state(new_state),
+        action,
+        uniforms,
+        normals,
+        out,
+        params.obs_static,
+        obs,
+    )
+    parts = dict(zip(k.reward_rows, out[1:], strict=True))
+    return new_state, StepOutput(reward=out[0], parts=parts), obs if with_obs else None
+
+
 def step(
     state: State, action: np.ndarray, params: Params, rng: np.random.Generator
 ) -> tuple[State, StepOutput]:
@@ -150,25 +183,31 @@ def step(
         ValueError: On a malformed or non-finite action (the state and ``rng`` are untouched).
         ImportError: If numba is missing.
     """
-    mem_action, vcpu_action = split_action(action, params)
-    k = load_kernels()
-    n, g = params.guest_mask.shape
-    uniforms = rng.random((workload.NUM_UNIFORMS + 1, n, g))
-    normals = rng.standard_normal((n, g))  # the draw of host.sample_active, in the same order
-    new_state = _new_state(state, n, g)
-    out = np.empty((len(k.reward_rows) + 1, n))
-    k.step_kernel(
-        k.step_params(params),
-        k.state(state),
-        k.state(new_state),
-        np.ascontiguousarray(mem_action),
-        np.ascontiguousarray(vcpu_action),
-        uniforms,
-        normals,
-        out,
-    )
-    parts = dict(zip(k.reward_rows, out[1:], strict=True))
-    return new_state, StepOutput(reward=out[0], parts=parts)
+    new_state, out, _ = _step(state, action, params, rng, with_obs=False)
+    return new_state, out
+
+
+def step_observe(
+    state: State, action: np.ndarray, params: Params, rng: np.random.Generator
+) -> tuple[State, StepOutput, np.ndarray]:
+    """:func:`step` and :func:`observe` of the new state in one kernel call.
+
+    The observation is built in the same pass as the step, while the new state is still in
+    cache; it equals ``observe(new_state, params)`` exactly.
+
+    Returns:
+        The new state, the step's reward with its parts, and the observation.
+    """
+    return _step(state, action, params, rng, with_obs=True)
+
+
+def _check_static(params: Params, k: _Kernels) -> None:
+    """Raise if ``params.obs_static`` no longer has the features the kernels lay out."""
+    if params.obs_static.shape[-1] != k.num_static:
+        raise RuntimeError(
+            f"params.obs_static has {params.obs_static.shape[-1]} features, core/observe.py "
+            f"lists {k.num_static} after the dynamic ones; the kernels are out of date"
+        )
 
 
 def observe(state: State, params: Params) -> np.ndarray:
@@ -183,15 +222,10 @@ def observe(state: State, params: Params) -> np.ndarray:
     """
     k = load_kernels()
     n, g = params.guest_mask.shape
-    if params.obs_static.shape[-1] != k.num_static:  # the kernel lays features out per guest
-        raise RuntimeError(
-            f"params.obs_static has {params.obs_static.shape[-1]} features, core/observe.py "
-            f"lists {k.num_static} after the dynamic ones; the kernels are out of date"
-        )
+    _check_static(params, k)
     out = np.empty((n, observation_size(g)), dtype=np.float32)
-    faults = np.log10(1.0 + state.fault_pages)  # numpy's SIMD log10, as the reference's
-    k.observe_kernel(k.obs_params(params), k.obs_state(state), faults, out)
+    k.observe_kernel(k.obs_params(params), k.obs_state(state), out)
     return out
 
 
-__all__ = ["MISSING_NUMBA", "load_kernels", "observe", "step"]
+__all__ = ["MISSING_NUMBA", "load_kernels", "observe", "step", "step_observe"]
