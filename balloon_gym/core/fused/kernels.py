@@ -369,6 +369,11 @@ def _split_reclaim(n, amount, host_swap0, swappable, over):
     """Split host ``n``'s swap-out ``amount`` among its guests: in place, ``over`` becomes the
     host swap after reclaim and ``swappable`` the swap-out per guest (``host.reclaim``)."""
     n_guests = swappable.shape[1]
+    if amount == 0.0:  # the common case, exactly: the split below gives min(0 * w, s) == 0
+        for g in range(n_guests):
+            swappable[n, g] = 0.0
+            over[n, g] = host_swap0[n, g]
+        return
     over_sum = 0.0
     for g in range(n_guests):
         over_sum += over[n, g]
