@@ -1,7 +1,8 @@
 """Smoke test of ``benchmarks/throughput.py``: it runs and writes what it promises.
 
 Nothing here checks speed (speed is what the benchmark reports, never what the tests assert):
-only that ``--quick`` finishes, and that its CSV and PNG exist with the expected shape.
+only that ``--quick`` finishes, and that its CSV and PNG exist with the expected shape; and that
+``fused_profile.py`` can still instrument the numba kernel.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from balloon_gym.core import SUBSTEPS
 
@@ -67,3 +70,32 @@ def test_quick_run_writes_csv_and_png(tmp_path: Path) -> None:
     assert any(r["section"] == "bandwidth" for r in rows)
     for r in rows:
         float(r["value"])  # every value parses (NaN allowed)
+
+
+def test_fused_profile_reports_every_section_of_the_kernel() -> None:
+    """``fused_profile.py`` instruments the installed kernels and prints one row per section
+    of ``step_kernel`` (compiling the instrumented copy takes ~20 s)."""
+    pytest.importorskip("numba")
+    script = SCRIPT.parent / "fused_profile.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--hosts", "4", "--steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
+    numbered = [r for r in rows if r[0].isdigit()]
+    assert len(numbered) == len(SUBSTEPS), rows  # the kernel mirrors core.step's sub-steps
+    assert "the" in rows and "kernel," in rows and "fused.step_observe," in rows
+
+
+def test_fused_profile_refuses_a_kernel_it_cannot_instrument() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from fused_profile import instrument
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    with pytest.raises(ValueError, match=r"update benchmarks/fused_profile\.py"):
+        instrument("def step_kernel():\n    pass\n")

@@ -72,6 +72,8 @@ class _Kernels:
         self.obs_params = operator.attrgetter(*module.OBS_PARAMS)
         self.obs_state = operator.attrgetter(*module.OBS_STATE)
         self.num_static = len(GUEST_FEATURES) - len(module.DYNAMIC_FEATURES)
+        self.fault_feature = module.FAULT_FEATURE
+        self.fault_scale = 1.0 / module.FAULT_LOG_SCALE
 
 
 def _check_reference(module: ModuleType) -> None:
@@ -133,6 +135,24 @@ def _new_state(state: State, n: int, g: int) -> State:
     )
 
 
+def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -> None:
+    """Write ``major_faults``, ``log10(1 + fault_pages) / 8`` clipped to [0, 1], into ``obs``.
+
+    The kernels leave this feature out: numpy's SIMD ``log10`` is ~5x faster than the C
+    library's that compiled code calls (measured: 7 % of a step at 1024 hosts x 8 guests), and
+    it is the reference's own operation, bit for bit. ``log10(1 + x) >= 0`` for the counts
+    ``x >= 0``, so only the upper clip can bite; clipping before or after the float32 cast
+    gives the same value.
+    """
+    n, g = params.guest_mask.shape
+    nf = len(GUEST_FEATURES)
+    value = np.log10(1.0 + state.fault_pages)
+    value *= k.fault_scale
+    value *= params.guest_mask
+    np.minimum(value, 1.0, out=value)
+    obs[:, : g * nf].reshape(n, g, nf)[:, :, k.fault_feature] = value
+
+
 def _step(
     state: State, action: np.ndarray, params: Params, rng: np.random.Generator, with_obs: bool
 ) -> tuple[State, StepOutput, np.ndarray | None]:
@@ -161,6 +181,8 @@ def _step(
         params.obs_static,
         obs,
     )
+    if with_obs:
+        _fault_feature(obs, new_state, params, k)
     parts = dict(zip(k.reward_rows, out[1:], strict=True))
     return new_state, StepOutput(reward=out[0], parts=parts), obs if with_obs else None
 
@@ -225,6 +247,7 @@ def observe(state: State, params: Params) -> np.ndarray:
     _check_static(params, k)
     out = np.empty((n, observation_size(g)), dtype=np.float32)
     k.observe_kernel(k.obs_params(params), k.obs_state(state), out)
+    _fault_feature(out, state, params, k)
     return out
 
 
