@@ -647,3 +647,18 @@ def test_info_arrays_shared_between_steps_are_read_only():
         with pytest.raises(ValueError, match="read-only"):
             first[key][0] = 0
     assert not np.shares_memory(first["free_mib"], second["free_mib"])  # state: one per step
+
+
+def test_info_derived_keys_equal_the_core_helpers():
+    env = BalloonVectorEnv(3, ["idle-tax", "large"])  # padded slots in the idle-tax hosts
+    env.reset(seed=1)
+    for _ in range(3):
+        _, _, _, _, info = env.step(env.action_space.sample())
+    state, params = env.batch.state, env.batch.params
+    np.testing.assert_array_equal(info["consumed_mib"], core.consumed_mib(state, params))
+    np.testing.assert_allclose(info["host_free_mib"], core.host_free_mib(state, params), atol=1e-6)
+    np.testing.assert_array_equal(
+        info["host_state"], core.host_memory_state(info["host_free_mib"], params)
+    )
+    masked = np.where(params.guest_mask, state.alloc_target, 0.0)
+    np.testing.assert_array_equal(info["alloc_target_mib"], masked)
