@@ -1,15 +1,18 @@
 """The fused backend: ``step`` and ``observe`` as compiled numba kernels (optional, GitHub issue 4).
 
 Same signatures, semantics and outputs as :func:`balloon_gym.core.step.step` and
-:func:`balloon_gym.core.observe.observe`, which stay the reference and the default. The numpy
-core spends most of a step in the per-call overhead of ~300 array operations and their
-temporaries; the kernels loop over hosts and guests in one compiled pass per sub-step instead.
-Enable it with ``backend="numba"`` on any env (``pip install 'balloon-gym[fast]'``).
+:func:`balloon_gym.core.observe.observe`, which stay the reference and the default, plus
+:func:`step_observe`, both in one kernel call (what the envs use). The numpy core spends most
+of a step in the per-call overhead of ~300 array operations and their temporaries; the kernels
+loop over hosts and guests in one compiled pass per sub-step instead. Enable it with
+``backend="numba"`` on any env (``pip install 'balloon-gym[fast]'``).
 
 - **Same numbers.** Each kernel repeats the reference's float operations in the same order.
   Sums over a host's guests run in guest order where the reference sums through BLAS
   (``core/rows.py``), so results agree to float rounding, not always to the last bit (the
-  tests hold them to 1e-9 relative over hundreds of steps; ``docs/speed.md``).
+  tests hold them to 1e-9 relative over hundreds of steps; ``docs/speed.md``). The float32
+  observation agrees to one float32 rounding step; its ``major_faults`` feature is computed
+  here with numpy's ``log10``, bit for bit the reference's.
 - **Same randomness.** The generator is consumed exactly as the reference consumes it: the
   ``(NUM_UNIFORMS + 1, N, G)`` uniforms, then the ``(N, G)`` standard normals of the sampling
   estimate, drawn here in Python and passed to the kernel. A seed gives the same episode on
