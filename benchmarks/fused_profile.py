@@ -79,9 +79,10 @@ def instrument(source: str) -> tuple[str, list[str]]:
         ValueError: If the kernel no longer has the layout this script expects.
     """
     source = source.replace('"cache": True', '"cache": False')
-    signature = "out, obs_static, obs\n):  # fmt: skip"
-    if _BODY_START not in source or signature not in source:
+    signature = re.search(r"def step_kernel\(\n    [^)]*?(?=\n\):)", source)
+    if _BODY_START not in source or signature is None:
         raise ValueError("step_kernel's layout changed; update benchmarks/fused_profile.py")
+    source = source.replace(signature.group(0), signature.group(0) + ", ticks", 1)
     head, rest = source.split(_BODY_START, 1)
     body, tail = re.split(r"\n(?=\n\n# --- observation)", rest, maxsplit=1)
     names: list[str] = []
@@ -97,7 +98,6 @@ def instrument(source: str) -> tuple[str, list[str]]:
     if not names:
         raise ValueError("no numbered sections in step_kernel; update benchmarks/fused_profile.py")
     lines.append(f"    ticks[{len(names) - 1}] += _cycles() - _t0")
-    head = head.replace(signature, "out, obs_static, obs, ticks\n):  # fmt: skip")
     new_body = _BODY_START + "    _t0 = _cycles()\n" + "\n".join(lines)
     anchor = "from numba.extending import register_jitable\n"
     if anchor not in head:
@@ -156,13 +156,13 @@ def profile(hosts: int, steps: int, scenario: str) -> str:
             rng = np.random.default_rng(0)
             state = core.reset(params, rng)
             for i in range(10):  # compiles the copy, then warms up
-                state, _, _ = fused.step_observe(state, actions[i % 8], params, rng)
+                state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
             compile_s = time.perf_counter() - t0
             ticks[:] = 0
             call_s[0] = 0.0
             start = time.perf_counter()
             for i in range(steps):
-                state, _, _ = fused.step_observe(state, actions[i % 8], params, rng)
+                state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
             wall = (time.perf_counter() - start) / steps
         finally:
             fused.load_kernels = original

@@ -115,12 +115,17 @@ def compare_rollouts(params: Params, steps: int, seed: int, action_kind: str = "
         elif actions.random() < 0.1:  # sticky
             action = actions.uniform(-1, 1, shape)
         ref = core.step(s_ref, action, params, rng_ref)
-        *new, obs_new = fused.step_observe(s_new, action, params, rng_new)
+        *new, obs_new, accounting = fused.step_observe(s_new, action, params, rng_new)
         assert_same_step(ref, new, f"step {t}")
         (s_ref, _), (s_new, _) = ref, new
         # the step's own observation is exactly the observe kernel's
         np.testing.assert_array_equal(obs_new, fused.observe(s_new, params), err_msg=f"{t}")
         assert_same_obs(core.observe(s_ref, params), obs_new, s_ref, params, f"obs {t}")
+        np.testing.assert_array_equal(accounting["consumed_mib"], core.consumed_mib(s_new, params))
+        free = core.host_free_mib(s_new, params)
+        np.testing.assert_allclose(accounting["host_free_mib"], free, rtol=0, atol=1e-6)
+        state_of = core.host_memory_state(accounting["host_free_mib"], params)
+        np.testing.assert_array_equal(accounting["host_state"], state_of)
     # both generators are where the same draws leave them
     assert rng_ref.random() == rng_new.random()
 
@@ -170,7 +175,7 @@ def test_fused_step_without_observation_matches_step_observe():
     state = core.reset(params, np.random.default_rng(0))
     action = np.random.default_rng(1).uniform(-1, 1, (3, 2 * params.max_guests))
     s_a, out_a = fused.step(state, action, params, np.random.default_rng(2))
-    s_b, out_b, obs = fused.step_observe(state, action, params, np.random.default_rng(2))
+    s_b, out_b, obs, _ = fused.step_observe(state, action, params, np.random.default_rng(2))
     for name, a, b in zip(State._fields, s_a, s_b, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
     np.testing.assert_array_equal(out_a.reward, out_b.reward)

@@ -29,13 +29,16 @@ BACKENDS = ("numpy", "numba")
 
 StepFn = Callable[[State, np.ndarray, Params, np.random.Generator], tuple[State, Any]]
 ObserveFn = Callable[[State, Params], np.ndarray]
-StepObserveFn = Callable[[State, np.ndarray, Params, np.random.Generator], tuple[State, Any, Any]]
+StepObserveFn = Callable[
+    [State, np.ndarray, Params, np.random.Generator], tuple[State, Any, np.ndarray, dict[str, Any]]
+]
 
 
 class Backend(NamedTuple):
     """The functions of a backend: ``step`` and ``observe`` (``reset`` is shared: numpy's), and
     ``step_observe``, both in one call, where the backend computes them together (else None:
-    the observation is computed when asked for)."""
+    the observation is computed when asked for). ``step_observe`` also returns ``info`` keys it
+    computed on the way (a dict, which ``StepInfo`` takes as they are)."""
 
     step: StepFn
     observe: ObserveFn
@@ -144,10 +147,12 @@ class StepInfo(MutableMapping[str, Any]):
         params: Params,
         parts: dict[str, np.ndarray],
         static: dict[str, np.ndarray] | None = None,
+        computed: dict[str, np.ndarray] | None = None,
     ) -> None:
         self._state, self._params, self._parts = state, params, parts
         self._static = _static_info(params) if static is None else static
-        self._cache: dict[str, np.ndarray] = {}
+        self._computed = computed or {}  # keys the backend computed on the way (numba)
+        self._cache: dict[str, np.ndarray] = dict(self._computed)
         self._keys = (
             *parts,
             *self._GUEST_KEYS,
@@ -230,7 +235,7 @@ class StepInfo(MutableMapping[str, Any]):
 
     def fresh_copy(self) -> StepInfo:
         """A new mapping over the same step (without keys added since)."""
-        return StepInfo(self._state, self._params, self._parts, self._static)
+        return StepInfo(self._state, self._params, self._parts, self._static, self._computed)
 
     def row(self, i: int) -> dict[str, Any]:
         """Everything for env ``i``, as Python scalars and small arrays."""
@@ -304,15 +309,18 @@ class Batch:
         """Advance all hosts; returns ``(reward, terminated, truncated, info)``."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
+        computed: dict[str, np.ndarray] = {}  # info keys the backend computed on the way
         if self._backend.step_observe is None:
             state, out = self._backend.step(self.state, action, self.params, rng)
             self._obs = None
         else:
-            state, out, self._obs = self._backend.step_observe(self.state, action, self.params, rng)
+            state, out, self._obs, computed = self._backend.step_observe(
+                self.state, action, self.params, rng
+            )
         self.state = state
         truncated = state.t >= self.max_steps
         terminated = np.zeros(self.num_envs, dtype=bool)
-        info = StepInfo(state, self.params, out.parts, self._static_info)
+        info = StepInfo(state, self.params, out.parts, self._static_info, computed)
         return out.reward, terminated, truncated, info
 
     def observe(self) -> np.ndarray:

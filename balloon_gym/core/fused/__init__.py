@@ -158,8 +158,9 @@ def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -
 
 def _step(
     state: State, action: np.ndarray, params: Params, rng: np.random.Generator, with_obs: bool
-) -> tuple[State, StepOutput, np.ndarray | None]:
-    """One kernel call: the step, and the new state's observation if ``with_obs``."""
+) -> tuple[State, StepOutput, np.ndarray | None, dict[str, np.ndarray]]:
+    """One kernel call: the step, and if ``with_obs`` the new state's observation and memory
+    accounting (``step_observe``)."""
     k = load_kernels()
     n, g = params.guest_mask.shape
     action = np.ascontiguousarray(action, dtype=np.float64)
@@ -170,7 +171,9 @@ def _step(
     normals = rng.standard_normal((n, g))  # the draw of host.sample_active, in the same order
     new_state = _new_state(state, n, g)
     out = np.empty((len(k.reward_rows) + 1, n))
-    obs = np.empty((n, observation_size(g)) if with_obs else (0, 0), dtype=np.float32)
+    rows = n if with_obs else 0
+    obs = np.empty((rows, observation_size(g) if with_obs else 0), dtype=np.float32)
+    memory = (np.empty((rows, g)), np.empty(rows), np.empty(rows, dtype=np.int64))
     if with_obs:
         _check_static(params, k)
     k.step_kernel(
@@ -183,11 +186,14 @@ def _step(
         out,
         params.obs_static,
         obs,
+        memory,
     )
-    if with_obs:
-        _fault_feature(obs, new_state, params, k)
     parts = dict(zip(k.reward_rows, out[1:], strict=True))
-    return new_state, StepOutput(reward=out[0], parts=parts), obs if with_obs else None
+    if not with_obs:
+        return new_state, StepOutput(reward=out[0], parts=parts), None, {}
+    _fault_feature(obs, new_state, params, k)
+    accounting = dict(zip(("consumed_mib", "host_free_mib", "host_state"), memory, strict=True))
+    return new_state, StepOutput(reward=out[0], parts=parts), obs, accounting
 
 
 def step(
@@ -208,22 +214,28 @@ def step(
         ValueError: On a malformed or non-finite action (the state and ``rng`` are untouched).
         ImportError: If numba is missing.
     """
-    new_state, out, _ = _step(state, action, params, rng, with_obs=False)
+    new_state, out, _, _ = _step(state, action, params, rng, with_obs=False)
     return new_state, out
 
 
 def step_observe(
     state: State, action: np.ndarray, params: Params, rng: np.random.Generator
-) -> tuple[State, StepOutput, np.ndarray]:
+) -> tuple[State, StepOutput, np.ndarray, dict[str, np.ndarray]]:
     """:func:`step` and :func:`observe` of the new state in one kernel call.
 
-    The observation is built in the same pass as the step, while the new state is still in
-    cache; it equals ``observe(new_state, params)`` exactly.
+    The observation is built in the same pass as the step, and it equals
+    ``observe(new_state, params)`` exactly. On the way the kernel has the new state's memory
+    accounting, which it returns too (for the env's ``info``).
 
     Returns:
-        The new state, the step's reward with its parts, and the observation.
+        The new state, the step's reward with its parts, the observation, and a dict with
+        ``consumed_mib`` (``[G]``, as ``state.consumed_mib``), ``host_free_mib`` and
+        ``host_state`` (``[N]``, as ``state.host_free_mib`` and ``host_memory_state``; the free
+        memory summed in guest order).
     """
-    return _step(state, action, params, rng, with_obs=True)
+    new_state, out, obs, accounting = _step(state, action, params, rng, with_obs=True)
+    assert obs is not None
+    return new_state, out, obs, accounting
 
 
 def _check_static(params: Params, k: _Kernels) -> None:

@@ -918,7 +918,7 @@ def action_is_finite(action):
 
 @njit(**ENTRY)
 def step_kernel(
-    p_fields, s_fields, o_fields, action, uniforms, normals, out, obs_static, obs
+    p_fields, s_fields, o_fields, action, uniforms, normals, out, obs_static, obs, memory
 ):  # fmt: skip
     """One step of every host (``step.step``), written into ``o_fields`` and ``out``.
 
@@ -935,6 +935,8 @@ def step_kernel(
         obs_static: ``params.obs_static`` (the observation's static guest features).
         obs: ``(N, observation_size)`` float32, gets the observation of the new state; an
             array with no rows skips it.
+        memory: ``(consumed_mib, host_free_mib, host_state)`` of the new state to fill (see
+            ``observe_into``), with the observation.
     """
     p, s, o = StepParams(*p_fields), KState(*s_fields), KState(*o_fields)
     # 1. workload
@@ -1019,7 +1021,7 @@ def step_kernel(
             cpu_alloc=o.cpu_alloc, driver_up=o.driver_up, host_swap_out=o.host_swap_out,
             host_swap_in=o.host_swap_in,
         )  # fmt: skip
-        observe_into(obs_p, obs_s, obs)
+        observe_into(obs_p, obs_s, obs, memory[0], memory[1], memory[2])
 
 
 # --- observation (observe.observe) ------------------------------------------------------------
@@ -1074,13 +1076,20 @@ def _host_features(out, n, base, free, host_mem, swap_out, swap_out_mib, swap_in
 
 
 @register_jitable(**INNER)
-def observe_into(p, s, out):
+def observe_into(p, s, out, consumed_mib, host_free_mib, host_state):
     """Observation of every host into ``out`` (``observe.observe``): ``p`` an ``ObsParams``,
     ``s`` an ``ObsState``; per guest the ``DYNAMIC_FEATURES`` then ``obs_static``, then the
-    ``HOST_FEATURES``."""
+    ``HOST_FEATURES``.
+
+    On the way it has each guest's machine memory and each host's free memory and state, which
+    it writes into ``consumed_mib`` ``[G]``, ``host_free_mib`` and ``host_state`` ``[N]`` (the
+    env's ``info``; ``state.consumed_mib``, ``host_free_mib``, ``host_memory_state``) unless
+    they have no rows.
+    """
     n_envs, n_guests, n_static = p.obs_static.shape
     nf = len(DYNAMIC_FEATURES) + n_static
     one = np.float32(1.0)
+    memory = consumed_mib.shape[0] > 0
     for n in range(n_envs):
         used, cpu = 0.0, 0.0
         for g in range(n_guests):
@@ -1095,14 +1104,21 @@ def observe_into(p, s, out):
             )  # fmt: skip
             for k in range(n_static):
                 out[n, base + len(DYNAMIC_FEATURES) + k] = _feature(p.obs_static[n, g, k], one)
-            used += consumed(p.guest_mask[n, g], p.mem_mib[n, g], s.untouched[n, g],
-                             s.balloon[n, g], s.host_swap[n, g])  # fmt: skip
+            guest_used = consumed(p.guest_mask[n, g], p.mem_mib[n, g], s.untouched[n, g],
+                                  s.balloon[n, g], s.host_swap[n, g])  # fmt: skip
+            if memory:
+                consumed_mib[n, g] = guest_used
+            used += guest_used
             cpu += s.cpu_alloc[n, g]
         host_mem = p.host_mem_mib[n, 0]
+        free = host_mem - p.host_reserved_mib[n, 0] - used
+        if memory:
+            host_free_mib[n] = free
+            host_state[n] = memory_state(free, host_mem)
         _host_features(
-            out, n, n_guests * nf, host_mem - p.host_reserved_mib[n, 0] - used, host_mem,
-            s.host_swap_out[n], p.host_swap_out_mib[n, 0], s.host_swap_in[n],
-            p.host_swap_in_mib[n, 0], cpu, p.pcpus[n, 0], p.host_target_mib[n, 0],
+            out, n, n_guests * nf, free, host_mem, s.host_swap_out[n], p.host_swap_out_mib[n, 0],
+            s.host_swap_in[n], p.host_swap_in_mib[n, 0], cpu, p.pcpus[n, 0],
+            p.host_target_mib[n, 0],
         )  # fmt: skip
 
 
@@ -1115,4 +1131,5 @@ def observe_kernel(p_fields, s_fields, out):
         s_fields: The ``State`` arrays named by ``OBS_STATE``, in that order.
         out: ``(num_envs, observation_size(max_guests))`` float32 to fill.
     """
-    observe_into(ObsParams(*p_fields), ObsState(*s_fields), out)
+    p, s = ObsParams(*p_fields), ObsState(*s_fields)
+    observe_into(p, s, out, np.empty((0, 0)), np.empty(0), np.empty(0, np.int64))
