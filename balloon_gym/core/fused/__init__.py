@@ -164,6 +164,8 @@ def _step(
     k = load_kernels()
     n, g = params.guest_mask.shape
     action = np.ascontiguousarray(action, dtype=np.float64)
+    if not action.flags.writeable:  # a read-only array would compile the kernel once more
+        action = action.copy()
     if action.shape != (n, 2 * g) or not k.action_is_finite(action):
         split_action(action, params)  # raises the reference's ValueError, naming the problem
         raise AssertionError("unreachable: split_action accepted an action the kernel refused")
