@@ -39,7 +39,7 @@ class BalloonSB3VecEnv(VecEnv):
         max_episode_steps: Truncation length (default: each scenario's ``episode_steps``).
         trace_split: Which trace VMs trace guests draw; None keeps each scenario's.
         backend: ``"numpy"`` (the reference, default) or ``"numba"``: compiled kernels with the
-            same numbers and 2-4x the speed (``docs/speed.md``; needs
+            same numbers and 2.4-5.5x the speed (``docs/speed.md``; needs
             ``pip install 'balloon-gym[fast]'``; the first step compiles them once per machine).
     """
 

@@ -41,7 +41,7 @@ class BalloonVectorEnv(VectorEnv):
         trace_split: Which trace VMs trace guests draw (``"heldout"`` for evaluation); None
             keeps each scenario's (training VMs by default).
         backend: ``"numpy"`` (the reference, default) or ``"numba"``: compiled kernels with the
-            same numbers and 2-4x the speed (``docs/speed.md``; needs
+            same numbers and 2.4-5.5x the speed (``docs/speed.md``; needs
             ``pip install 'balloon-gym[fast]'``; the first step compiles them once per machine).
     """
 
