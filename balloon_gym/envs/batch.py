@@ -17,7 +17,7 @@ from balloon_gym import core
 from balloon_gym.config import ConfigError, ScenarioConfig
 from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
 from balloon_gym.core.rows import row_sum
-from balloon_gym.core.state import State, host_memory_state
+from balloon_gym.core.state import State, consumed_mib, host_memory_state
 from balloon_gym.scenarios import load_scenario
 
 ScenarioLike = str | Path | ScenarioConfig
@@ -176,12 +176,8 @@ class StepInfo(MutableMapping[str, Any]):
             # Padding slots are all kernel: their memory fields are zero already.
             value = getattr(s, self._GUEST_KEYS[key])
             return value * p.guest_mask if key == "alloc_target_mib" else value  # padding: 0
-        if key == "consumed_mib":  # state.consumed_mib, in place (the values are >= 0)
-            used = np.subtract(p.mem_mib, s.untouched)
-            used -= s.balloon
-            used -= s.host_swap
-            used *= p.guest_mask
-            return used
+        if key == "consumed_mib":
+            return consumed_mib(s, p)
         if key == "host_free_mib":
             used = row_sum(self["consumed_mib"])
             return p.host_mem_mib[:, 0] - p.host_reserved_mib[:, 0] - used
