@@ -320,6 +320,9 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     if not args.out.strip():
         fail("--out is empty; give an output directory")
     out = Path(args.out)
+    problem = out_dir_problem(out, args.overwrite)
+    if problem:
+        fail(problem)
     agents = _split(args.agents)
     if not agents:
         fail("--agents is empty; name at least one agent")
@@ -349,9 +352,6 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     timeline = args.timeline_agent or ("esx_idle_tax" if "esx_idle_tax" in agents else agents[0])
     if timeline not in agents:
         fail(f"--timeline-agent {timeline!r} is not among --agents ({','.join(agents)})")
-    problem = out_dir_problem(out, args.overwrite)
-    if problem:
-        fail(problem)
     return RunConfig(
         agents=tuple(agents),
         scenarios=tuple(scenarios),
