@@ -463,3 +463,19 @@ def test_narrow_trained_agent_fails_before_any_episode(
     assert not out.exists()
     with pytest.raises(ValueError, match="scenario 'large' has 32 guests"):
         evaluate([agent, "static"], ["idle-tax", "large"], evaluation_seeds(1), 3)
+
+
+def test_run_into_a_training_runs_eval_subdirectory(tmp_path: Path) -> None:
+    """train.py's final evaluation: run() into DIR/eval, again on a resumed run."""
+    training = tmp_path / "ppo-run"
+    training.mkdir()
+    (training / "policy.json").write_text("{}")
+    (training / "run.json").write_text('{"command": "train.py"}')
+    config = RunConfig(
+        ("static",), ("idle-tax",), (10000,), 3, training / "eval", True, "static", 20, False
+    )
+    for _ in range(2):
+        manifest = run(config, command="final evaluation")
+        assert manifest["kind"] == "evaluation"
+    assert sorted(p.name for p in training.iterdir()) == ["eval", "policy.json", "run.json"]
+    assert (training / "run.json").read_text() == '{"command": "train.py"}'
