@@ -195,9 +195,10 @@ def _split(text: str) -> list[str]:
 def _one_line(text: object) -> str:
     """A (possibly multi-line) message as one line."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return "".join(line + (" " if line.endswith(":") else "; ") for line in lines[:-1]) + "".join(
-        lines[-1:]
-    )
+    joined = ""
+    for line in lines:  # "a:" + "b" -> "a: b"; "a" + "b" -> "a; b"
+        joined += line if not joined else (" " if joined.endswith(":") else "; ") + line
+    return joined
 
 
 def _is_evaluation_output(out: Path) -> bool:
