@@ -15,7 +15,8 @@ Protocol (DESIGN 5):
   workload realisation for the same scenario and seeds (up to the consequences of its own
   actions, e.g. an OOM kill restarting a workload).
 * **Held-out traces.** Trace-replay guests draw the held-out VMs (``trace_split="heldout"``);
-  training draws the others.
+  training draws the others. ``evaluate.py --trace-split train|all`` overrides this (e.g. for
+  a trace bank of your own); such results are not comparable with held-out ones.
 * **Score.** The episode's mean of ``info["score"]``, the share-weighted mean guest throughput.
   The leaderboard (:mod:`balloon_gym.leaderboard`) normalises it per scenario between
   ``proportional_share`` (0) and ``clairvoyant`` (1); those two reference agents are added to
@@ -23,7 +24,8 @@ Protocol (DESIGN 5):
 
 The command line (``python evaluate.py --help``) is :mod:`balloon_gym.evaluation_cli`; what it
 does is importable from here: :func:`run_batch` (one batch), :func:`evaluate` (agents x
-scenarios), :func:`write_results_csv` / :func:`read_results_csv`.
+scenarios, after :func:`check_agents_fit` has checked every pair), :func:`write_results_csv` /
+:func:`read_results_csv`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from balloon_gym.agents.clairvoyant import true_demand
 from balloon_gym.core.state import host_free_mib
 from balloon_gym.envs.vector import BalloonVectorEnv
 from balloon_gym.metrics import METRIC_NAMES, EpisodeMetrics
-from balloon_gym.scenarios import ENV_VERSION
+from balloon_gym.scenarios import ENV_VERSION, load_scenario
 
 EVAL_SEED_START = 10_000
 """First evaluation seed; training uses seeds below it."""
@@ -92,6 +94,47 @@ def evaluation_seeds(num_seeds: int = DEFAULT_NUM_SEEDS) -> tuple[int, ...]:
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
     return tuple(range(EVAL_SEED_START, EVAL_SEED_START + num_seeds))
+
+
+def trained_guest_slots(agent: str) -> int | None:
+    """Guest slots a trained agent ``kind:DIR`` was trained with (its ``policy.json``), or
+    None for a baseline (which acts on any number of guests).
+
+    Raises:
+        ValueError: If ``kind:DIR`` holds no valid export (the message names the file).
+    """
+    if ":" not in agent:
+        return None
+    from balloon_gym.agents.trained import load_trained
+
+    kind, _, path = agent.partition(":")
+    return int(load_trained(kind, path, None).trained_guests)
+
+
+def check_agents_fit(agents: Sequence[str], scenarios: Sequence[str]) -> None:
+    """Fail before any episode if a trained agent is narrower than a scenario.
+
+    A policy trained with ``G`` guest slots acts on scenarios of at most ``G`` guests (see
+    :mod:`balloon_gym.agents.trained`); checking every (agent, scenario) pair first keeps a
+    long run from failing after the earlier scenarios ran.
+
+    Raises:
+        ValueError: Naming the first agent and scenario that do not fit, and the fix.
+        balloon_gym.config.ConfigError: For a scenario that does not load.
+    """
+    slots = {a: trained_guest_slots(a) for a in agents}
+    if all(v is None for v in slots.values()):
+        return
+    for scenario in scenarios:
+        cfg = load_scenario(scenario)
+        guests = len(cfg.expanded_guests())
+        for agent, width in slots.items():
+            if width is not None and guests > width:
+                raise ValueError(
+                    f"agent {agent!r} was trained with {width} guest slots but scenario "
+                    f"{scenario!r} has {guests} guests; evaluate it on scenarios of at most "
+                    f"{width} guests, or train it on a scenario at least as wide"
+                )
 
 
 @dataclass
@@ -261,6 +304,7 @@ def evaluate(
     timeline_agents: Sequence[str] = (),
     agent_kwargs: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
+    trace_split: str | None = EVAL_TRACE_SPLIT,
 ) -> Evaluation:
     """Evaluate every agent on every scenario, one batch per pair, in a fixed order.
 
@@ -273,10 +317,16 @@ def evaluate(
             :data:`TIMELINE_FIELDS` (for the timeline plots).
         agent_kwargs: Extra constructor arguments per agent name.
         progress: Show a progress bar on stderr.
+        trace_split: Trace VMs that trace-replay guests draw (see :func:`run_batch`).
 
     Returns:
         Rows (scenario-major, then agent, then seed) and the recorded timelines.
+
+    Raises:
+        ValueError: Before any episode, if a trained agent is narrower than a scenario
+            (:func:`check_agents_fit`).
     """
+    check_agents_fit(agents, scenarios)
     kwargs = agent_kwargs or {}
     rows: list[dict[str, Any]] = []
     timelines: dict[tuple[str, str], BatchResult] = {}
@@ -290,7 +340,9 @@ def evaluate(
         def factory(env: BalloonVectorEnv, name: str = agent) -> Policy:
             return make_agent(name, env, **kwargs.get(name, {}))
 
-        result = run_batch(factory, scenario, seeds, max_episode_steps, record=record)
+        result = run_batch(
+            factory, scenario, seeds, max_episode_steps, record=record, trace_split=trace_split
+        )
         rows.extend(batch_rows(result, agent))
         if record:
             timelines[(result.scenario, agent)] = result

@@ -270,12 +270,21 @@ def _row(rank: Any, agent: str, e: Entry, extra: Sequence[str] = ()) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+_TRACE_SPLIT_TEXT = {
+    "heldout": "the held-out VMs",
+    "train": "the training VMs (not the held-out ones: not comparable with held-out results)",
+    "all": "all VMs, training and held-out (not comparable with held-out results)",
+}
+"""How the leaderboard's header names ``run.json``'s ``trace_split``."""
+
+
 def render_markdown(board: Leaderboard, meta: dict[str, Any], timelines: Sequence[str]) -> str:
     """The text of ``leaderboard.md``."""
     what = "normalised score" if board.normalised else "raw score"
     best = f"`{board.best_classic}`" if board.best_classic else "(no classic baseline)"
     seeds = board.seeds
     steps = meta.get("max_episode_steps")
+    split = str(meta.get("trace_split", "heldout"))
     length = f"{steps} steps" if steps else "each scenario's own"
     lines = [
         "# BalloonBench v0 leaderboard",
@@ -284,7 +293,7 @@ def render_markdown(board: Leaderboard, meta: dict[str, Any], timelines: Sequenc
         f"Seeds: {seeds[0]}..{seeds[-1]} ({len(seeds)} per scenario; the seed set is the "
         f"unit of reproducibility); env {meta.get('env_version', '')}, balloon-gym "
         f"{meta.get('package_version', '')}; episode length: {length}; trace-replay guests draw "
-        f"the {meta.get('trace_split', 'heldout')} VMs.",
+        f"{_TRACE_SPLIT_TEXT.get(split, f'the {split} VMs')}.",
         "",
         "Score: episode mean of the share-weighted guest throughput (fraction of demanded work "
         "done). Normalised per scenario as (score - proportional_share) / (clairvoyant - "
