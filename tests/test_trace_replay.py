@@ -214,6 +214,7 @@ def test_corrupt_values_never_reach_the_simulator(tmp_path):
     _write_csv_trace(source / "1.csv", 301, extra=corrupt)
     bank = check_source(source, "train")
     assert bank.length.tolist() == [301]
+    assert check_source(source / "1.csv", "train").length.tolist() == [301]  # one file
     assert np.isfinite(bank.mem_frac).all() and bank.mem_frac.max() <= 1.0
     params = params_from_scenario(_scenario(source, "train"))
     rng = np.random.default_rng(0)

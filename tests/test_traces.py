@@ -557,6 +557,8 @@ def test_unreadable_files_raise_trace_errors_naming_them(tmp_path: Path) -> None
         read_csv_trace(tmp_path / "bad" / "fake.csv.gz", options=OPTS)
     with pytest.raises(TraceError, match=r"trunc\.csv\.gz: not a valid gzip file"):
         read_bitbrains(tmp_path / "bad" / "trunc.csv.gz", OPTS)
+    with pytest.raises(TraceError, match=r"bad: not a file"):
+        read_trace(tmp_path / "bad")
 
 
 def test_load_trace_dir_rejects_unreadable_files_and_keeps_the_rest(tmp_path: Path) -> None:

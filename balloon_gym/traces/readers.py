@@ -116,7 +116,7 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise TraceError(f"{path}: file not found")
+        raise TraceError(f"{path}: {'not a file' if path.exists() else 'file not found'}")
     try:
         with _open_text(path) as fh:
             head = next((line for line in fh if line.strip()), "").strip().lower()
