@@ -45,9 +45,32 @@ def env_id(name: str) -> str:
     return f"BalloonGym/{camel}-v{ENV_VERSION}"
 
 
+def _resolve_trace_sources(cfg: ScenarioConfig, folder: Path) -> ScenarioConfig:
+    """Make each trace guest's relative ``trace_source`` relative to ``folder``, not the cwd.
+
+    ``"sample"`` and absolute paths are kept; ``~`` is expanded.
+    """
+    guests = []
+    for g in cfg.guests:
+        source = g.workload.trace_source
+        if g.workload.kind != "trace" or source == "sample":
+            guests.append(g)
+            continue
+        path = Path(source).expanduser()
+        resolved = str(path if path.is_absolute() else folder / path)
+        workload = g.workload.model_copy(update={"trace_source": resolved})
+        guests.append(g.model_copy(update={"workload": workload}))
+    return cfg.model_copy(update={"guests": tuple(guests)})
+
+
+def _load_file(path: str | Path) -> ScenarioConfig:
+    """A scenario YAML file, its relative trace sources resolved against its folder."""
+    return _resolve_trace_sources(load_scenario_file(path), Path(path).resolve().parent)
+
+
 @cache
 def _load_shipped(name: str) -> ScenarioConfig:
-    cfg = load_scenario_file(_scenario_dir() / f"{name}.yaml")
+    cfg = _load_file(_scenario_dir() / f"{name}.yaml")
     if cfg.name != name:
         raise ConfigError(f"scenario file {name}.yaml declares name {cfg.name!r}; make them equal")
     return cfg
@@ -55,6 +78,8 @@ def _load_shipped(name: str) -> ScenarioConfig:
 
 def load_scenario(scenario: str | Path | ScenarioConfig) -> ScenarioConfig:
     """A scenario by shipped name, by path to a YAML file, or as given.
+
+    A relative ``trace_source`` in a YAML file is relative to the file's folder.
 
     Raises:
         ConfigError: For an unknown name (the message lists the known ones), a missing file or
@@ -64,7 +89,7 @@ def load_scenario(scenario: str | Path | ScenarioConfig) -> ScenarioConfig:
         return scenario
     text = str(scenario)
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\\\" in text:
-        return load_scenario_file(text)
+        return _load_file(text)
     if text not in list_scenarios():
         raise ConfigError(
             f"unknown scenario {text!r}; known scenarios: {', '.join(list_scenarios())} "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +26,11 @@ from balloon_gym.traces import (
     load_trace_dir,
     read_bitbrains,
     read_csv_trace,
+    read_trace,
     resample,
+    summarize,
 )
+from balloon_gym.traces.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 OPTS = CleaningOptions(min_rows=3)
@@ -415,7 +421,7 @@ def test_packaged_sample() -> None:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "balloon_gym.traces", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
 
 
 def test_cli_summarize(tmp_path: Path) -> None:
@@ -439,7 +445,303 @@ def test_cli_missing_path(tmp_path: Path) -> None:
     allbad.mkdir()
     (allbad / "x.csv").write_text("nonsense\n")
     result = run_cli("summarize", str(allbad))
-    assert result.returncode == 1 and "allbad: no usable trace" in result.stderr
+    assert result.returncode == 2 and "allbad: no usable trace" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def csv_rows(values: list[str], header: str = "time_s,mem_used_mib,cpu_used_vcpus") -> str:
+    return "\n".join([header, *values]) + "\n"
+
+
+@pytest.mark.parametrize("bad", ["1.7e308", "inf", "-inf", "nan", "-5", "1e12", "1e40"])
+def test_corrupt_memory_values_are_dropped_by_a_counted_rule(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "vm.csv"
+    path.write_text(csv_rows(["0,100,0.5", f"300,{bad},0.5", "600,200,0.5", "900,300,1.5"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        trace, report = read_csv_trace(path, options=OPTS)
+    np.testing.assert_array_equal(trace.time_s, [0.0, 600.0, 900.0])
+    assert report.rows_dropped == 1 and report.rows_kept == 3
+    assert np.all(np.isfinite(trace.mem_used_mib)) and trace.mem_provisioned_mib == 1024.0
+
+
+def test_rule_out_of_range(tmp_path: Path) -> None:
+    rows = [
+        bb_row(0),
+        bb_row(300, used_kb=1.7e308),  # more than 1 PiB of memory
+        bb_row(600, prov_kb=1.7e308),
+        bb_row(900, cores=1e9),  # more than 65 536 vCPUs
+        bb_row(1200, use_mhz=1.7e308),
+        bb_row(1500, cap_mhz=1e-300),  # usage / a tiny capacity overflows to inf
+        bb_row(1.7e308),  # a time after 1e11 s
+        bb_row(1800),
+        bb_row(2100),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace, report = read_bitbrains(write_bb(tmp_path / "a.csv", rows), OPTS)
+    assert report.dropped["out_of_range"] == 6 and report.rows_dropped == 6
+    np.testing.assert_array_equal(trace.time_s, [0.0, 1800.0, 2100.0])
+    np.testing.assert_allclose(trace.cpu_used_vcpus, 0.5)
+    assert "out_of_range=6" in report.describe()
+
+
+def test_a_file_of_only_corrupt_values_is_rejected_naming_the_rule(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text(csv_rows([f"{300 * i},1.7e308,0.5" for i in range(5)]))
+    with pytest.raises(TraceError, match=r"huge\.csv: no valid rows.*out_of_range=5"):
+        read_csv_trace(path, options=OPTS)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mem_provisioned_mib": 1.7e308}, "mem_provisioned_mib must be in"),
+        ({"mem_provisioned_mib": float("nan")}, "mem_provisioned_mib must be in"),
+        ({"mem_provisioned_mib": 0.0}, "mem_provisioned_mib must be in"),
+        ({"vcpus": 10**9}, "vcpus must be in"),
+    ],
+)
+def test_read_csv_trace_rejects_absurd_provisioned_arguments(
+    tmp_path: Path, kwargs: dict[str, float], match: str
+) -> None:
+    path = tmp_path / "vm.csv"
+    path.write_text(csv_rows(["0,1,0", "300,1,0", "600,1,0"]))
+    with pytest.raises(TraceError, match=rf"vm\.csv: {match}"):
+        read_csv_trace(path, options=OPTS, **kwargs)  # type: ignore[arg-type]
+
+
+def test_negative_times_are_dropped_and_unsorted_duplicates_cleaned(tmp_path: Path) -> None:
+    path = tmp_path / "vm.csv"
+    path.write_text(csv_rows(["-300,1,0", "600,3,0", "0,1,0", "300,2,0", "300,9,0", "-5,1,0"]))
+    trace, report = read_csv_trace(path, options=OPTS)
+    assert report.dropped["negative"] == 2 and report.dropped["duplicate_time"] == 1
+    assert report.unordered == 3  # 0, 300 and 300 come after 600
+    np.testing.assert_array_equal(trace.time_s, [0.0, 300.0, 600.0])
+    np.testing.assert_array_equal(trace.mem_used_mib, [1.0, 2.0, 3.0])
+
+
+def test_all_rows_at_one_time_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "same.csv"
+    path.write_text(csv_rows(["0,1,0"] * 5))
+    with pytest.raises(TraceError, match=r"same\.csv: only 1 valid row.*duplicate_time=4"):
+        read_csv_trace(path, options=OPTS)
+
+
+def bad_files(d: Path) -> dict[str, str]:
+    """Files that are not usable traces, and the reason each is rejected for."""
+    d.mkdir(exist_ok=True)
+    (d / "fake.csv.gz").write_text("time_s,mem_used_mib,cpu_used_vcpus\n")
+    (d / "trunc.csv.gz").write_bytes(gzip.compress(b"time_s,mem_used_mib\n" * 50)[:20])
+    (d / "empty.csv").write_text("")
+    (d / "header.csv").write_text("time_s,mem_used_mib,cpu_used_vcpus\n")
+    (d / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    return {
+        "fake.csv.gz": "not a valid gzip file",
+        "trunc.csv.gz": "not a valid gzip file",
+        "empty.csv": "empty file",
+        "header.csv": "no valid rows left",
+        "binary.csv": "unrecognised trace format",
+    }
+
+
+def test_unreadable_files_raise_trace_errors_naming_them(tmp_path: Path) -> None:
+    for name, reason in bad_files(tmp_path / "bad").items():
+        path = tmp_path / "bad" / name
+        with pytest.raises(TraceError, match=rf"{re.escape(name)}: {reason}"):
+            read_trace(path, options=OPTS)
+    with pytest.raises(TraceError, match=r"fake\.csv\.gz: not a valid gzip file"):
+        read_csv_trace(tmp_path / "bad" / "fake.csv.gz", options=OPTS)
+    with pytest.raises(TraceError, match=r"trunc\.csv\.gz: not a valid gzip file"):
+        read_bitbrains(tmp_path / "bad" / "trunc.csv.gz", OPTS)
+    with pytest.raises(TraceError, match=r"bad: not a file"):
+        read_trace(tmp_path / "bad")
+
+
+def test_load_trace_dir_rejects_unreadable_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    d = tmp_path / "mixed"
+    reasons = bad_files(d)
+    write_bb(d / "7.csv", good_rows(4))
+    traces, reports = load_trace_dir(d, options=OPTS)
+    assert [t.name for t in traces] == ["7"]
+    rejected = {Path(r.source).name: r.reason for r in reports if r.rejected}
+    assert set(rejected) == set(reasons)
+    for name, reason in reasons.items():
+        assert reason in rejected[name]
+    # A single unusable file raises its own reason.
+    with pytest.raises(TraceError, match=r"fake\.csv\.gz: not a valid gzip file"):
+        load_trace_dir(d / "fake.csv.gz", options=OPTS)
+    nontrace = tmp_path / "nontrace"
+    nontrace.mkdir()
+    (nontrace / "notes.txt").write_text("hello\n")
+    with pytest.raises(TraceError, match=r"nontrace: no \.csv or \.csv\.gz trace files found"):
+        load_trace_dir(nontrace)
+
+
+@pytest.mark.parametrize("other", ["1.csv.gz", "1.CSV"])
+def test_duplicate_vm_names_are_rejected_naming_both_files(tmp_path: Path, other: str) -> None:
+    d = tmp_path / "dup"
+    d.mkdir()
+    write_bb(d / "1.csv", good_rows(4))
+    write_bb(d / other, good_rows(4))
+    with pytest.raises(TraceError, match=r"1\.(csv|CSV).* and 1\.(csv\.gz|csv).*VM name '1'"):
+        load_trace_dir(d, options=OPTS)
+
+
+# --- resized VMs --------------------------------------------------------------------------------
+
+
+def test_resized_vms_are_counted_not_rejected(tmp_path: Path) -> None:
+    gib = 1024 * 1024
+    rows = [bb_row(0, prov_kb=4 * gib), bb_row(300, prov_kb=4 * gib - 100)]  # jitter: no change
+    rows += [bb_row(600, prov_kb=8 * gib), bb_row(900, prov_kb=8 * gib)]
+    rows += [bb_row(1200, prov_kb=4 * gib)]
+    trace, report = read_bitbrains(write_bb(tmp_path / "mem.csv", rows), OPTS)
+    assert (report.mem_prov_changes, report.vcpus_changes, report.resized) == (2, 0, "mem")
+    assert report.mem_prov_range == (4096.0 - 100 / 1024, 8192.0)
+    assert trace.mem_provisioned_mib == 4096.0  # the median
+    assert report.to_dict()["mem_prov_changes"] == 2
+
+    rows = [bb_row(0), bb_row(300, cores=4, cap_mhz=10400.0), bb_row(600)]
+    _, report = read_bitbrains(write_bb(tmp_path / "cpu.csv", rows), OPTS)
+    assert (report.mem_prov_changes, report.vcpus_changes, report.resized) == (0, 2, "cpu")
+    _, report = read_bitbrains(write_bb(tmp_path / "fixed.csv", good_rows(4)), OPTS)
+    assert report.resized == "" and report.vcpus_range == (2.0, 2.0)
+
+
+def test_summarize_flags_resized_vms(tmp_path: Path) -> None:
+    d = tmp_path / "traces"
+    d.mkdir()
+    write_bb(d / "1.csv", good_rows(4))
+    write_bb(d / "2.csv", [bb_row(300 * i, prov_kb=(2 + i) * 1024 * 1024) for i in range(4)])
+    text = summarize(d, options=OPTS)
+    lines = text.splitlines()
+    col = lines[0].split().index("resized")
+    assert lines[1].split()[col] == "-" and lines[2].split()[col] == "mem"
+    assert "warning: 1 VM(s) change provisioned size" in text
+    assert "resized 2.csv: memory 2048-5120 MiB (3 change(s))" in text
+
+
+# --- TraceBank files ----------------------------------------------------------------------------
+
+
+def not_banks(d: Path) -> dict[str, str]:
+    """Files that are not TraceBank .npz files, and what the error says about each."""
+    d.mkdir(exist_ok=True)
+    (d / "text.npz").write_text("hello\n")
+    np.savez(d / "other.npz", a=np.arange(3))
+    np.save(d / "array.npy", np.arange(3))
+    (d / "pickle.pkl").write_bytes(pickle.dumps({"a": 1}))
+    np.savez(d / "objects.npz", a=np.array([{"a": 1}], dtype=object))
+    (d / "empty.npz").write_bytes(b"")
+    bank = TraceBank.from_traces([small_trace()])
+    bank.save(d / "good.npz")
+    (d / "truncated.npz").write_bytes((d / "good.npz").read_bytes()[:100])
+    with np.load(d / "good.npz") as good:
+        arrays = dict(good)
+    np.savez(d / "objarr.npz", **{**arrays, "names": np.array([object()], dtype=object)})
+    np.savez(d / "nan.npz", **{**arrays, "mem_used_mib": np.full((1, 3), np.nan, np.float32)})
+    np.savez(d / "v9.npz", **{**arrays, "format_version": np.array(9)})
+    return {
+        "text.npz": "not an .npz archive",
+        "other.npz": "no format_version, names, mem_used_mib array",
+        "array.npy": "a single .npy array",
+        "pickle.pkl": "not an .npz archive",
+        "objects.npz": "no format_version",
+        "empty.npz": "not an .npz archive",
+        "truncated.npz": "not an .npz archive|invalid arrays",
+        "objarr.npz": "invalid arrays: pickled object arrays",
+        "nan.npz": "invalid arrays: mem_used_mib must be finite",
+        "v9.npz": "unsupported TraceBank format version 9",
+    }
+
+
+def test_trace_bank_load_rejects_other_files_without_pickle_advice(tmp_path: Path) -> None:
+    for name, reason in not_banks(tmp_path).items():
+        with pytest.raises(TraceError, match=rf"{re.escape(name)} is not a TraceBank") as info:
+            TraceBank.load(tmp_path / name)
+        assert re.search(reason, str(info.value)), (name, str(info.value))
+        assert "allow_pickle" not in str(info.value) and "pickle.load" not in str(info.value)
+    with pytest.raises(TraceError, match=r"missing\.npz: file not found"):
+        TraceBank.load(tmp_path / "missing.npz")
+
+
+def test_trace_bank_validates_values_and_grid_length() -> None:
+    trace = small_trace()
+    fields = {
+        "names": ["a"],
+        "mem_used_mib": [[1.0, 2.0]],
+        "cpu_used_vcpus": [[0.0, 0.0]],
+        "lengths": [2],
+        "mem_provisioned_mib": [1024.0],
+        "vcpus": [1],
+        "heldout_mask": [False],
+    }
+    TraceBank(**fields)  # type: ignore[arg-type]
+    for key, value in (
+        ("mem_used_mib", [[np.inf, 0.0]]),
+        ("cpu_used_vcpus", [[-1.0, 0.0]]),
+        ("mem_provisioned_mib", [0.0]),
+        ("vcpus", [0]),
+    ):
+        with pytest.raises(ValueError, match=key):
+            TraceBank(**{**fields, key: value})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="VM names must be unique; repeated: a"):
+        TraceBank.from_traces([trace, trace])
+    long = VMTrace("long", [0.0, 1e10], [1.0, 1.0], [0.0, 0.0], 1024.0, 1)
+    with pytest.raises(ValueError, match=r"'long' lasts .* pass max_len"):
+        TraceBank.from_traces([long])
+    assert TraceBank.from_traces([long], max_len=10).max_len == 10
+
+
+def test_split_counts() -> None:
+    names = [str(i) for i in range(1, 30)]
+    bank = TraceBank.from_traces([small_trace(n) for n in names])
+    held = int(heldout_mask(names).sum())
+    assert bank.split_counts() == {"train": 29 - held, "heldout": held, "all": 29}
+    assert bank.train().split_counts()["heldout"] == 0
+
+
+# --- CLI: bad input exits 2 with one error line ----------------------------------------------
+
+
+def test_cli_bad_input_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad_files(bad)
+    (tmp_path / "empty").mkdir()
+    nontrace = tmp_path / "nontrace"
+    nontrace.mkdir()
+    (nontrace / "a.txt").write_text("x\n")
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    write_bb(dup / "5.csv", good_rows(4))
+    write_bb(dup / "5.csv.gz", good_rows(4))
+    cases = {
+        str(tmp_path / "empty"): "no .csv or .csv.gz trace files found",
+        str(nontrace): "no .csv or .csv.gz trace files found",
+        str(bad): "no usable trace among 5 file(s)",
+        str(bad / "fake.csv.gz"): "not a valid gzip file",
+        str(bad / "header.csv"): "no valid rows left",
+        str(dup): "both give VM name '5'",
+        str(tmp_path / "missing"): "trace path not found",
+    }
+    for path, message in cases.items():
+        with pytest.raises(SystemExit) as info:
+            cli_main(["summarize", path, "--min-rows", "3"])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2 and out == "", path
+        error = err.strip().splitlines()[-1]
+        assert error.startswith("python -m balloon_gym.traces summarize: error: argument path: ")
+        assert message in error, (path, error)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["summarize", str(dup), "--min-rows", "1"])
+    assert info.value.code == 2
+    assert "argument --min-rows: must be >= 2" in capsys.readouterr().err
 
 
 # --- real data (skipped when the shared traces are absent) --------------------------------------

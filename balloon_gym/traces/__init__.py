@@ -12,14 +12,18 @@ Cleaning rules (each a function of :mod:`balloon_gym.traces.cleaning`, applied i
 
 1. ``non_numeric``: drop rows with a missing, non-numeric, NaN or infinite value.
 2. ``negative``: drop rows with a negative value.
-3. ``invalid_provisioned``: drop rows with zero provisioned memory, cores or CPU capacity.
-4. ``unordered``: sort rows by time (stable; counted, nothing dropped).
-5. ``duplicate_time``: keep the first row (in file order) of each timestamp.
-6. ``gap_segment``: a gap > 12 sample periods (1 h at 300 s) splits the trace; keep the
+3. ``out_of_range``: drop rows above a column's physical limit (e.g. ``1.7e308`` MiB).
+4. ``invalid_provisioned``: drop rows with zero provisioned memory, cores or CPU capacity.
+5. ``unordered``: sort rows by time (stable; counted, nothing dropped).
+6. ``duplicate_time``: keep the first row (in file order) of each timestamp.
+7. ``gap_segment``: a gap > 12 sample periods (1 h at 300 s) splits the trace; keep the
    longest segment. Reject the file (:class:`TraceError`) if < 288 rows are left.
-7. Provisioned memory and vCPUs: median over kept rows (or given / inferred for plain CSV).
-8. ``mem_clipped`` / ``cpu_clipped``: clip usage above provisioned to provisioned (counted).
-9. ``gaps_filled``: fill gaps of 3-12 sample periods by linear interpolation.
+8. Provisioned memory and vCPUs: median over kept rows (or given / inferred for plain CSV);
+   changes within the kept rows are counted (``mem_prov_changes``, ``vcpus_changes``).
+9. ``mem_clipped`` / ``cpu_clipped``: clip usage above provisioned to provisioned (counted).
+10. ``gaps_filled``: fill gaps of 3-12 sample periods by linear interpolation.
+
+Two files giving the same VM name (``1.csv`` and ``1.csv.gz``) are an error.
 
 The train/held-out split is a hash of the VM name (:func:`is_heldout`, about 20 % held out).
 Held-out VMs are for evaluation only. :class:`TraceBank` stacks traces on a common 300 s grid

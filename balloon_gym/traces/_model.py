@@ -10,6 +10,7 @@ import numpy as np
 DROP_RULES: tuple[str, ...] = (
     "non_numeric",
     "negative",
+    "out_of_range",
     "invalid_provisioned",
     "duplicate_time",
     "gap_segment",
@@ -113,6 +114,13 @@ class CleaningReport:
         cpu_clipped: Rows whose CPU used exceeded the vCPU count (clipped to ``vcpus``).
         mem_zero: Kept rows reporting exactly 0 MiB used (counted only: in Bitbrains this
             usually means "not reported", not an idle guest).
+        mem_prov_changes: Kept rows whose provisioned memory differs by more than 1 % from the
+            previous kept row (0 when the file has no such column). The trace uses the median;
+            a non-zero count means the VM was resized during the trace (a warning, not an error).
+        vcpus_changes: The same for the vCPU count.
+        mem_prov_range: ``(min, max)`` provisioned memory of the kept rows in MiB, or None when
+            the file has no such column.
+        vcpus_range: ``(min, max)`` vCPUs of the kept rows, or None.
         gaps_filled: Gaps longer than the fill threshold that were filled by interpolation.
         rows_filled: Rows inserted by gap filling.
         rows_kept: Measured rows in the final trace (``rows_read - sum(dropped)``).
@@ -128,11 +136,22 @@ class CleaningReport:
     mem_clipped: int = 0
     cpu_clipped: int = 0
     mem_zero: int = 0
+    mem_prov_changes: int = 0
+    vcpus_changes: int = 0
+    mem_prov_range: tuple[float, float] | None = None
+    vcpus_range: tuple[float, float] | None = None
     gaps_filled: int = 0
     rows_filled: int = 0
     rows_kept: int = 0
     rejected: bool = False
     reason: str = ""
+
+    @property
+    def resized(self) -> str:
+        """What changed size during the kept rows: ``"mem"``, ``"cpu"``, ``"mem+cpu"`` or ``""``."""
+        return "+".join(
+            k for k, n in (("mem", self.mem_prov_changes), ("cpu", self.vcpus_changes)) if n
+        )
 
     @property
     def rows_dropped(self) -> int:
@@ -158,6 +177,10 @@ class CleaningReport:
             "mem_clipped": self.mem_clipped,
             "cpu_clipped": self.cpu_clipped,
             "mem_zero": self.mem_zero,
+            "mem_prov_changes": self.mem_prov_changes,
+            "vcpus_changes": self.vcpus_changes,
+            "mem_prov_range": list(self.mem_prov_range) if self.mem_prov_range else None,
+            "vcpus_range": list(self.vcpus_range) if self.vcpus_range else None,
             "gaps_filled": self.gaps_filled,
             "rows_filled": self.rows_filled,
             "rows_kept": self.rows_kept,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -12,7 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ._model import VMTrace
+from ._model import TraceError, VMTrace
 
 #: Fraction of VMs held out for evaluation.
 HELDOUT_FRACTION = 0.2
@@ -22,6 +25,23 @@ SPLIT_SALT = "balloon-gym-split-v1"
 SAMPLE_FILE = "bitbrains_sample.npz"
 _FORMAT_VERSION = 1
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: Arrays of a TraceBank ``.npz`` file (:meth:`TraceBank.save`).
+_NPZ_KEYS: tuple[str, ...] = (
+    "format_version",
+    "names",
+    "mem_used_mib",
+    "cpu_used_vcpus",
+    "lengths",
+    "mem_provisioned_mib",
+    "vcpus",
+    "heldout_mask",
+    "sample_period_s",
+    "metadata_json",
+)
+#: Most grid samples of one VM in :meth:`TraceBank.from_traces` (about 160 years at 300 s).
+MAX_GRID_LEN = 2**24
+#: The splits of a bank: ``train``, ``heldout`` and ``all`` (both).
+SPLITS: tuple[str, ...] = ("train", "heldout", "all")
 
 
 def is_heldout(name: str, fraction: float = HELDOUT_FRACTION) -> bool:
@@ -133,16 +153,25 @@ class TraceBank:
             "vcpus": np.array(self.vcpus, dtype=np.int64),
             "heldout_mask": np.array(self.heldout_mask, dtype=bool),
         }
-        if names.ndim != 1 or len(set(names.tolist())) != n:
-            raise ValueError("names must be a 1-D array of unique strings")
+        if names.ndim != 1:
+            raise ValueError("names must be a 1-D array of strings")
+        if len(set(names.tolist())) != n:
+            dups = sorted(k for k, c in Counter(names.tolist()).items() if c > 1)
+            raise ValueError(f"VM names must be unique; repeated: {', '.join(dups[:5])}")
         if mem.shape != cpu.shape or mem.shape[0] != n:
             raise ValueError("mem_used_mib and cpu_used_vcpus must have shape (num_vms, max_len)")
         if any(v.shape != (n,) for v in per_vm.values()):
             raise ValueError("lengths, mem_provisioned_mib, vcpus, heldout_mask need (num_vms,)")
         if n and (lengths.min() < 1 or lengths.max() > mem.shape[1]):
             raise ValueError("lengths must lie in [1, max_len]")
-        if self.sample_period_s <= 0:
-            raise ValueError("sample_period_s must be positive")
+        if not 0 < self.sample_period_s < np.inf:
+            raise ValueError("sample_period_s must be positive and finite")
+        for key, arr in (("mem_used_mib", mem), ("cpu_used_vcpus", cpu)):
+            if not np.all(np.isfinite(arr) & (arr >= 0)):
+                raise ValueError(f"{key} must be finite and >= 0")
+        prov, cores = per_vm["mem_provisioned_mib"], per_vm["vcpus"]
+        if not np.all(np.isfinite(prov) & (prov > 0)) or not np.all(cores >= 1):
+            raise ValueError("mem_provisioned_mib must be finite and > 0, vcpus >= 1")
         object.__setattr__(self, "names", _readonly(names))
         object.__setattr__(self, "mem_used_mib", _readonly(mem))
         object.__setattr__(self, "cpu_used_vcpus", _readonly(cpu))
@@ -164,6 +193,14 @@ class TraceBank:
     def split(self) -> np.ndarray:
         """``"train"`` or ``"heldout"`` per VM."""
         return np.where(self.heldout_mask, "heldout", "train")
+
+    def split_counts(self) -> dict[str, int]:
+        """Number of VMs of each split: ``{"train": ..., "heldout": ..., "all": ...}``.
+
+        A split can be empty: a small directory may hash all its VMs into one split.
+        """
+        held = int(self.heldout_mask.sum())
+        return {"train": self.num_vms - held, "heldout": held, "all": self.num_vms}
 
     def wrap(self, vm_idx: np.ndarray | int, t_idx: np.ndarray | int) -> np.ndarray:
         """Time indices wrapped into each VM's valid range: ``t_idx % lengths[vm_idx]``."""
@@ -208,12 +245,22 @@ class TraceBank:
 
         Returns:
             The bank, VMs in the order given.
+
+        Raises:
+            ValueError: A trace would need more than :data:`MAX_GRID_LEN` grid samples (pass
+                ``max_len`` or a longer ``sample_period_s``), or two traces share a name.
         """
         grids = []
         for trace in traces:
             n = int(np.floor(trace.duration_s / sample_period_s + 1e-9)) + 1
             if max_len is not None:
                 n = min(n, max_len)
+            if n > MAX_GRID_LEN:
+                raise ValueError(
+                    f"trace {trace.name!r} lasts {trace.duration_s:.3g} s: {n} samples of "
+                    f"{sample_period_s:g} s, more than {MAX_GRID_LEN}; pass max_len or a longer "
+                    "sample_period_s"
+                )
             grids.append(np.arange(n, dtype=np.float64) * sample_period_s)
         lengths = np.array([g.size for g in grids], dtype=np.int64)
         width = int(lengths.max()) if lengths.size else 0
@@ -290,22 +337,62 @@ class TraceBank:
 
     @classmethod
     def load(cls, source: str | Path | IO[bytes]) -> TraceBank:
-        """Read a bank written by :meth:`save` (with ``allow_pickle=False``)."""
-        with np.load(source, allow_pickle=False) as data:
-            version = int(data["format_version"])
-            if version != _FORMAT_VERSION:
-                raise ValueError(f"{source}: unsupported TraceBank format version {version}")
-            return cls(
-                names=data["names"],
-                mem_used_mib=data["mem_used_mib"],
-                cpu_used_vcpus=data["cpu_used_vcpus"],
-                lengths=data["lengths"],
-                mem_provisioned_mib=data["mem_provisioned_mib"],
-                vcpus=data["vcpus"],
-                heldout_mask=data["heldout_mask"],
-                sample_period_s=float(data["sample_period_s"]),
-                metadata=json.loads(str(data["metadata_json"])),
-            )
+        """Read a bank written by :meth:`save` (with ``allow_pickle=False``).
+
+        Raises:
+            TraceError: The file is missing, or is not a TraceBank ``.npz`` (another ``.npz``,
+                an ``.npy``, a pickle, a text file, a corrupt archive or invalid arrays); the
+                message names the file and the reason.
+        """
+        label = getattr(source, "name", source)
+        try:
+            data = np.load(source, allow_pickle=False)
+        except FileNotFoundError:
+            raise TraceError(f"{label}: file not found") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            # never relay numpy's advice to load with allow_pickle=True: a bank has no pickles
+            detail = "" if "pickle" in str(err) else f": {err}"
+            raise _not_a_bank(label, f"not an .npz archive{detail}") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise _not_a_bank(label, "a single .npy array, not an .npz archive")
+        with data:
+            missing = [key for key in _NPZ_KEYS if key not in data.files]
+            if missing:
+                raise _not_a_bank(label, f"no {', '.join(missing[:3])} array")
+            try:
+                arrays = {key: data[key] for key in _NPZ_KEYS}
+                version = int(arrays["format_version"])
+                if version != _FORMAT_VERSION:
+                    raise _not_a_bank(label, f"unsupported TraceBank format version {version}")
+                return cls(
+                    names=arrays["names"],
+                    mem_used_mib=arrays["mem_used_mib"],
+                    cpu_used_vcpus=arrays["cpu_used_vcpus"],
+                    lengths=arrays["lengths"],
+                    mem_provisioned_mib=arrays["mem_provisioned_mib"],
+                    vcpus=arrays["vcpus"],
+                    heldout_mask=arrays["heldout_mask"],
+                    sample_period_s=float(arrays["sample_period_s"]),
+                    metadata=json.loads(str(arrays["metadata_json"])),
+                )
+            except TraceError:
+                raise
+            except (
+                ValueError,
+                TypeError,
+                OSError,
+                EOFError,
+                zipfile.BadZipFile,
+                zlib.error,
+            ) as err:
+                why = "pickled object arrays" if "pickle" in str(err) else str(err)
+                raise _not_a_bank(label, f"invalid arrays: {why}") from None
+
+
+def _not_a_bank(source: object, why: str) -> TraceError:
+    err = TraceError(f"{source} is not a TraceBank .npz ({why}); write one with TraceBank.save")
+    err.reason = why  # type: ignore[attr-defined]  # the bare reason, for callers' own wording
+    return err
 
 
 def load_sample_bank() -> TraceBank:

@@ -3,28 +3,34 @@
 Every rule is a small function on a *column table*: a ``dict`` mapping column names to 1-D
 float64 arrays of equal length (one entry per row). Rules that drop rows return the filtered
 table and the number of rows they removed. :func:`validate_rows` applies the row-validity
-rules (1-3) and :func:`finish_trace` applies the time-axis and clipping rules (4-9) and builds
+rules (1-4) and :func:`finish_trace` applies the time-axis and clipping rules (5-10) and builds
 the :class:`~balloon_gym.traces.VMTrace`. The rules, in order:
 
 1. ``non_numeric``: drop rows with a missing, non-numeric, NaN or infinite value (also rows with
    the wrong number of fields, which the readers turn into NaN).
 2. ``negative``: drop rows with any negative value.
-3. ``invalid_provisioned``: drop rows whose provisioned memory, vCPU count or CPU capacity
+3. ``out_of_range``: drop rows with a value above its column's physical limit
+   (:data:`COLUMN_LIMITS`: e.g. more than 1 PiB of memory or 65 536 vCPUs, a time after
+   1e11 s), such as ``1.7e308``; such values are corrupt, and would overflow later.
+4. ``invalid_provisioned``: drop rows whose provisioned memory, vCPU count or CPU capacity
    (when the file has these columns) is zero.
-4. ``unordered`` (counted, nothing dropped): rows are stably sorted by timestamp.
-5. ``duplicate_time``: of rows with the same timestamp, keep the first one in file order.
-6. ``gap_segment``: a gap longer than ``max_gap_periods`` sample periods splits the trace;
+5. ``unordered`` (counted, nothing dropped): rows are stably sorted by timestamp.
+6. ``duplicate_time``: of rows with the same timestamp, keep the first one in file order.
+7. ``gap_segment``: a gap longer than ``max_gap_periods`` sample periods splits the trace;
    only the longest contiguous segment (most rows; the earliest on a tie) is kept.
    The sample period is ``CleaningOptions.period_s`` or the median interval between rows.
    A trace left with fewer than ``min_rows`` rows is rejected (:class:`TraceError`).
-7. Provisioned memory and vCPUs: explicit arguments, else the median over the kept rows
+8. Provisioned memory and vCPUs: explicit arguments, else the median over the kept rows
    (vCPUs rounded to an integer), else inferred (plain CSV only, see :func:`infer_provisioned`).
-8. ``mem_clipped`` / ``cpu_clipped`` (counted, nothing dropped): usage above provisioned is
+   Kept rows whose provisioned memory or vCPUs differ from the previous row by more than
+   :data:`RESIZE_TOLERANCE` (1 %) are counted (``mem_prov_changes``, ``vcpus_changes``): the VM
+   was resized during the trace (a warning: the trace is replayed relative to the median).
+9. ``mem_clipped`` / ``cpu_clipped`` (counted, nothing dropped): usage above provisioned is
    clipped to provisioned (memory to ``mem_provisioned_mib``, CPU to ``vcpus``). Rows reporting
    exactly 0 MiB used are counted as ``mem_zero`` (kept unchanged).
-9. ``gaps_filled`` / ``rows_filled``: a gap longer than ``fill_gap_periods`` (but not longer than
-   ``max_gap_periods``) periods is filled with evenly spaced, linearly interpolated rows, so that
-   no interval of the final trace exceeds ``fill_gap_periods`` periods.
+10. ``gaps_filled`` / ``rows_filled``: a gap longer than ``fill_gap_periods`` (but not longer
+    than ``max_gap_periods``) periods is filled with evenly spaced, linearly interpolated rows,
+    so that no interval of the final trace exceeds ``fill_gap_periods`` periods.
 
 Spikes are deliberately *not* filtered: short bursts are real guest behaviour that a balloon
 policy must cope with; only physically impossible values (usage above provisioned) are clipped.
@@ -43,6 +49,24 @@ Columns = dict[str, np.ndarray]
 
 #: Columns that hold provisioned capacity; zero there makes a row invalid.
 PROVISIONED_COLUMNS: tuple[str, ...] = ("mem_provisioned_mib", "vcpus", "cpu_capacity_mhz")
+#: Largest plausible value of each column (rule ``out_of_range``); larger values are corrupt.
+#: Times: 1e11 s is about 3 170 years (Bitbrains timestamps above it are read as milliseconds).
+MAX_TIME_S = 1e11
+#: Memory: 2**30 MiB = 1 PiB.
+MAX_MIB = float(2**30)
+#: vCPUs (provisioned or used): 65 536.
+MAX_VCPUS = float(2**16)
+#: CPU capacity or usage in MHz: 1e9 MHz (65 536 cores of 15 GHz).
+MAX_MHZ = 1e9
+COLUMN_LIMITS: dict[str, float] = {
+    "time_s": MAX_TIME_S,
+    "mem_used_mib": MAX_MIB,
+    "mem_provisioned_mib": MAX_MIB,
+    "cpu_used_vcpus": MAX_VCPUS,
+    "vcpus": MAX_VCPUS,
+    "cpu_used_mhz": MAX_MHZ,
+    "cpu_capacity_mhz": MAX_MHZ,
+}
 
 
 @dataclass(frozen=True)
@@ -104,8 +128,23 @@ def drop_negative(cols: Columns) -> tuple[Columns, int]:
     return _take(cols, keep), int((~keep).sum())
 
 
+def drop_out_of_range(cols: Columns) -> tuple[Columns, int]:
+    """Rule 3: drop rows with a value above its column's limit in :data:`COLUMN_LIMITS`.
+
+    Columns without a limit are not checked.
+
+    Returns:
+        The filtered table and the number of rows dropped.
+    """
+    keep = np.ones(_num_rows(cols), dtype=bool)
+    for key, values in cols.items():
+        if key in COLUMN_LIMITS:
+            keep &= values <= COLUMN_LIMITS[key]
+    return _take(cols, keep), int((~keep).sum())
+
+
 def drop_invalid_provisioned(cols: Columns) -> tuple[Columns, int]:
-    """Rule 3: drop rows with zero provisioned memory, vCPUs or CPU capacity.
+    """Rule 4: drop rows with zero provisioned memory, vCPUs or CPU capacity.
 
     Only the columns of :data:`PROVISIONED_COLUMNS` present in the table are checked.
 
@@ -120,7 +159,7 @@ def drop_invalid_provisioned(cols: Columns) -> tuple[Columns, int]:
 
 
 def sort_by_time(cols: Columns) -> tuple[Columns, int]:
-    """Rule 4: stably sort rows by ``time_s``.
+    """Rule 5: stably sort rows by ``time_s``.
 
     Returns:
         The sorted table and the number of rows that came after a later timestamp in the file.
@@ -135,7 +174,7 @@ def sort_by_time(cols: Columns) -> tuple[Columns, int]:
 
 
 def drop_duplicate_times(cols: Columns) -> tuple[Columns, int]:
-    """Rule 5: keep only the first row (in file order) of each timestamp.
+    """Rule 6: keep only the first row (in file order) of each timestamp.
 
     The table must already be stably sorted by time (:func:`sort_by_time`).
 
@@ -149,7 +188,7 @@ def drop_duplicate_times(cols: Columns) -> tuple[Columns, int]:
 
 
 def keep_longest_segment(cols: Columns, max_gap_s: float) -> tuple[Columns, int]:
-    """Rule 6: split at gaps longer than ``max_gap_s`` seconds and keep the longest segment.
+    """Rule 7: split at gaps longer than ``max_gap_s`` seconds and keep the longest segment.
 
     The longest segment is the one with the most rows; the earliest wins a tie.
 
@@ -171,7 +210,7 @@ def keep_longest_segment(cols: Columns, max_gap_s: float) -> tuple[Columns, int]
 def clip_to_provisioned(
     mem_used_mib: np.ndarray, cpu_used_vcpus: np.ndarray, mem_provisioned_mib: float, vcpus: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Rule 8: clip memory to provisioned MiB and CPU to the vCPU count.
+    """Rule 9: clip memory to provisioned MiB and CPU to the vCPU count.
 
     The memory limit is rounded down to float32 so that the float32 trace stays
     ``<= mem_provisioned_mib`` exactly.
@@ -193,7 +232,7 @@ def clip_to_provisioned(
 
 
 def fill_gaps(cols: Columns, period_s: float, fill_above_s: float) -> tuple[Columns, int, int]:
-    """Rule 9: fill gaps longer than ``fill_above_s`` seconds by linear interpolation.
+    """Rule 10: fill gaps longer than ``fill_above_s`` seconds by linear interpolation.
 
     A gap of length ``g`` gets ``round(g / period_s) - 1`` evenly spaced new rows, so every new
     interval is close to ``period_s``.
@@ -233,7 +272,9 @@ def infer_provisioned(mem_used_mib: np.ndarray, cpu_used_vcpus: np.ndarray) -> t
 
 
 def validate_rows(cols: Columns, report: CleaningReport) -> Columns:
-    """Apply rules 1-3 (non-numeric, negative, invalid provisioned), recording drops in ``report``.
+    """Apply rules 1-4 (non-numeric, negative, out of range, invalid provisioned).
+
+    Drops are recorded in ``report``.
 
     Returns:
         The table of valid rows.
@@ -241,6 +282,7 @@ def validate_rows(cols: Columns, report: CleaningReport) -> Columns:
     for rule, func in (
         ("non_numeric", drop_non_numeric),
         ("negative", drop_negative),
+        ("out_of_range", drop_out_of_range),
         ("invalid_provisioned", drop_invalid_provisioned),
     ):
         cols, n = func(cols)
@@ -255,6 +297,22 @@ def reject(report: CleaningReport, reason: str) -> TraceError:
     return TraceError(f"{report.source}: {reason}", report)
 
 
+#: A provisioned size counts as changed when it differs from the previous row's by more than
+#: this fraction (Bitbrains reports memory jitter of a few KB on otherwise fixed VMs).
+RESIZE_TOLERANCE = 0.01
+
+
+def _changes(cols: Columns, key: str) -> tuple[int, tuple[float, float] | None]:
+    """Rows whose ``key`` differs from the previous row's by more than
+    :data:`RESIZE_TOLERANCE` (relative), and the ``(min, max)`` of the column (None without it).
+    """
+    if key not in cols:
+        return 0, None
+    values = cols[key]
+    jumps = np.abs(np.diff(values)) > RESIZE_TOLERANCE * np.maximum(values[:-1], values[1:])
+    return int(np.count_nonzero(jumps)), (float(values.min()), float(values.max()))
+
+
 def _median_provisioned(cols: Columns, key: str) -> float | None:
     return float(np.median(cols[key])) if key in cols else None
 
@@ -267,7 +325,7 @@ def finish_trace(
     mem_provisioned_mib: float | None = None,
     vcpus: int | None = None,
 ) -> VMTrace:
-    """Apply rules 4-9 to valid rows and build the trace.
+    """Apply rules 5-10 to valid rows and build the trace.
 
     Args:
         cols: Valid rows with ``time_s`` (s), ``mem_used_mib`` (MiB), ``cpu_used_vcpus`` (vCPUs)
@@ -297,9 +355,13 @@ def finish_trace(
         what = f"only {n} valid row(s) left" if n else "no valid rows left"
         dropped = ", ".join(f"{k}={v}" for k, v in report.dropped.items() if v) or "none"
         raise reject(
-            report, f"{what} after cleaning, need >= {options.min_rows} (dropped: {dropped})"
+            report,
+            f"{what} after cleaning, need >= {options.min_rows} (dropped: {dropped}); lower "
+            "min_rows to accept shorter traces",
         )
     report.rows_kept = n
+    report.mem_prov_changes, report.mem_prov_range = _changes(cols, "mem_provisioned_mib")
+    report.vcpus_changes, report.vcpus_range = _changes(cols, "vcpus")
 
     mem_prov = mem_provisioned_mib or _median_provisioned(cols, "mem_provisioned_mib")
     cpus_med = _median_provisioned(cols, "vcpus")

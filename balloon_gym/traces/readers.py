@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from ._model import CleaningReport, TraceError, VMTrace
-from .cleaning import CleaningOptions, Columns, finish_trace, reject, validate_rows
+from .cleaning import (
+    MAX_MIB,
+    MAX_VCPUS,
+    CleaningOptions,
+    Columns,
+    drop_out_of_range,
+    finish_trace,
+    reject,
+    validate_rows,
+)
 
 #: Bitbrains header prefix (lower case) for each column we use.
 _BITBRAINS_COLUMNS: dict[str, str] = {
@@ -41,10 +51,25 @@ def _open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8", errors="replace")
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Non-blank lines of a text file, gunzipped if the name ends in ``.gz``."""
-    with _open_text(path) as fh:
-        return [line for line in fh.read().splitlines() if line.strip()]
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why a file cannot be read, for a :class:`TraceError`."""
+    if path.name.lower().endswith(".gz") and not isinstance(err, PermissionError):
+        return f"not a valid gzip file ({err}); gzip it again or drop the .gz suffix"
+    return f"cannot be read ({getattr(err, 'strerror', None) or err})"
+
+
+def _read_lines(path: Path, report: CleaningReport | None = None) -> list[str]:
+    """Non-blank lines of a text file, gunzipped if the name ends in ``.gz``.
+
+    Raises:
+        TraceError: The file cannot be read or is not valid gzip (the message names it).
+    """
+    try:
+        with _open_text(path) as fh:
+            return [line for line in fh.read().splitlines() if line.strip()]
+    except (OSError, EOFError, zlib.error) as err:
+        reason = _unreadable(path, err)
+        raise reject(report, reason) if report else TraceError(f"{path}: {reason}") from None
 
 
 def _to_float(cells: np.ndarray) -> np.ndarray:
@@ -90,13 +115,23 @@ def detect_format(path: str | Path) -> str:
         TraceError: Unknown or empty file (message names the file).
     """
     path = Path(path)
-    with _open_text(path) as fh:
-        head = next((line for line in fh if line.strip()), "").strip().lower()
+    if not path.is_file():
+        raise TraceError(f"{path}: {'not a file' if path.exists() else 'file not found'}")
+    try:
+        with _open_text(path) as fh:
+            head = next((line for line in fh if line.strip()), "").strip().lower()
+    except (OSError, EOFError, zlib.error) as err:
+        raise TraceError(f"{path}: {_unreadable(path, err)}") from None
+    if not head:
+        raise TraceError(f"{path}: empty file; a trace file starts with a header row")
     if ";" in head and head.startswith("timestamp"):
         return "bitbrains"
     if "time_s" in [c.strip() for c in head.split(",")]:
         return "csv"
-    raise TraceError(f"{path}: unrecognised trace format (header {head[:60]!r})")
+    raise TraceError(
+        f"{path}: unrecognised trace format (header {head[:60]!r}); expected a Bitbrains "
+        "header starting with 'Timestamp' or a CSV header naming time_s"
+    )
 
 
 def read_bitbrains(
@@ -125,7 +160,7 @@ def read_bitbrains(
     report = CleaningReport(source=str(path), fmt="bitbrains")
     if not path.is_file():
         raise reject(report, "file not found")
-    lines = _read_lines(path)
+    lines = _read_lines(path, report)
     header = [h.strip().lower() for h in lines[0].split(";")] if lines else []
     index = {}
     for key, prefix in _BITBRAINS_COLUMNS.items():
@@ -149,7 +184,11 @@ def read_bitbrains(
         "mem_used_mib": table["mem_used_kb"] / 1024.0,
     }
     cols = validate_rows(cols, report)
-    cols["cpu_used_vcpus"] = cols.pop("cpu_used_mhz") * cols["vcpus"] / cols.pop("cpu_capacity_mhz")
+    with np.errstate(over="ignore"):  # a tiny capacity gives inf: dropped as out_of_range
+        cpu = cols.pop("cpu_used_mhz") * cols["vcpus"] / cols.pop("cpu_capacity_mhz")
+    cols["cpu_used_vcpus"] = cpu
+    cols, n = drop_out_of_range(cols)
+    report.dropped["out_of_range"] += n
     trace = finish_trace(cols, report, options, name or trace_name(path))
     return trace, report
 
@@ -189,11 +228,11 @@ def read_csv_trace(
     report = CleaningReport(source=str(path), fmt="csv")
     if not path.is_file():
         raise reject(report, "file not found")
-    if (mem_provisioned_mib is not None and mem_provisioned_mib <= 0) or (
-        vcpus is not None and vcpus <= 0
-    ):
-        raise reject(report, "mem_provisioned_mib and vcpus must be positive")
-    lines = [line for line in _read_lines(path) if not line.lstrip().startswith("#")]
+    if mem_provisioned_mib is not None and not 0 < mem_provisioned_mib <= MAX_MIB:
+        raise reject(report, f"mem_provisioned_mib must be in (0, {MAX_MIB:.0f}] MiB")
+    if vcpus is not None and not 0 < vcpus <= MAX_VCPUS:
+        raise reject(report, f"vcpus must be in (0, {MAX_VCPUS:.0f}]")
+    lines = [line for line in _read_lines(path, report) if not line.lstrip().startswith("#")]
     header = [h.strip() for h in lines[0].split(",")] if lines else []
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
@@ -252,6 +291,19 @@ def trace_files(path: str | Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
+def _check_unique_names(files: list[Path]) -> None:
+    """Reject two files that give the same VM name (``1.csv`` and ``1.csv.gz``)."""
+    seen: dict[str, Path] = {}
+    for file in files:
+        name = trace_name(file)
+        if name in seen:
+            raise TraceError(
+                f"{seen[name]} and {file.name} both give VM name {name!r}; "
+                "remove or rename one of them"
+            )
+        seen[name] = file
+
+
 def load_trace_dir(
     path: str | Path, fmt: str = "auto", options: CleaningOptions | None = None
 ) -> tuple[list[VMTrace], list[CleaningReport]]:
@@ -268,26 +320,37 @@ def load_trace_dir(
         The usable traces and one report per file (accepted and rejected), both in file order.
 
     Raises:
-        TraceError: The path is missing, holds no trace file, or no file is usable.
+        TraceError: The path is missing, holds no trace file, two files give the same VM name
+            (e.g. ``1.csv`` and ``1.csv.gz``), or no file is usable.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     files = trace_files(path)
     if not files:
-        raise TraceError(f"{path}: no .csv or .csv.gz trace files found")
+        raise TraceError(
+            f"{path}: no .csv or .csv.gz trace files found; give a directory of *.csv / "
+            "*.csv.gz trace files or one such file"
+        )
+    _check_unique_names(files)
     traces: list[VMTrace] = []
     reports: list[CleaningReport] = []
     for file in files:
         try:
             trace, report = read_trace(file, fmt, options)
-        except (TraceError, OSError, ValueError, EOFError) as exc:
+        except (TraceError, OSError, ValueError, EOFError, zlib.error) as exc:
             report = getattr(exc, "report", None) or CleaningReport(source=str(file))
             if not report.rejected:
                 reject(report, str(exc).removeprefix(f"{file}: "))
         else:
             traces.append(trace)
         reports.append(report)
+    if not traces and Path(path).is_file():
+        raise TraceError(f"{files[0]}: {reports[0].reason}", reports[0])
     if not traces:
         reasons = "; ".join(f"{Path(r.source).name}: {r.reason}" for r in reports[:5])
-        raise TraceError(f"{path}: no usable trace among {len(files)} file(s) ({reasons})")
+        more = f"; and {len(reports) - 5} more" if len(reports) > 5 else ""
+        raise TraceError(
+            f"{path}: no usable trace among {len(files)} file(s) ({reasons}{more}); fix or "
+            "replace these files (the cleaning rules are in docs/traces.md)"
+        )
     return traces, reports
