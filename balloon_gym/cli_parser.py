@@ -17,8 +17,13 @@ EXIT_BAD_INPUT = 2
 
 
 def one_line(message: object) -> str:
-    """``message`` with every run of whitespace (newlines included) folded into one space."""
-    return " ".join(str(message).split())
+    """A (possibly multi-line) message as one line: ``"a:" + "b"`` gives ``"a: b"``, other
+    line breaks become ``"; "``, and runs of spaces fold into one."""
+    lines = [" ".join(line.split()) for line in str(message).splitlines() if line.strip()]
+    joined = ""
+    for line in lines:
+        joined += line if not joined else (" " if joined.endswith(":") else "; ") + line
+    return joined
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 from balloon_gym import __version__
 from balloon_gym.agents import AGENTS, AgentSpecError, check_agent_spec
+from balloon_gym.cli_parser import ArgumentParser, one_line
 from balloon_gym.config import ConfigError
 from balloon_gym.evaluation import (
     DEFAULT_NUM_SEEDS,
@@ -117,9 +118,9 @@ def _bounded_int(maximum: int, what: str) -> Any:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The ``evaluate.py`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="evaluate.py",
         description="Evaluate schedulers on BalloonBench and write results.csv, "
         "leaderboard.md, plots and run.json into --out. Bad input exits with code 2 before "
@@ -190,15 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _split(text: str) -> list[str]:
     return list(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
-
-
-def _one_line(text: object) -> str:
-    """A (possibly multi-line) message as one line."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    joined = ""
-    for line in lines:  # "a:" + "b" -> "a: b"; "a" + "b" -> "a; b"
-        joined += line if not joined else (" " if joined.endswith(":") else "; ") + line
-    return joined
 
 
 def _is_evaluation_output(out: Path) -> bool:
@@ -316,7 +308,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     args = parser.parse_args(argv)
 
     def fail(message: str) -> NoReturn:
-        parser.error(_one_line(message))
+        parser.error(one_line(message))
 
     if not args.out.strip():
         fail("--out is empty; give an output directory")

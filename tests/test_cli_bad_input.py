@@ -26,8 +26,8 @@ from balloon_gym.scenarios import list_scenarios
 
 pytest.importorskip("stable_baselines3")
 
-from balloon_gym import evaluation_cli  # noqa: E402
-from balloon_gym.training import cli as train_cli  # noqa: E402
+from balloon_gym import evaluation_cli
+from balloon_gym.training import cli as train_cli
 
 SETTINGS = settings(
     max_examples=40,
@@ -59,20 +59,23 @@ _BAD_AGENT = st.one_of(_WORD, _TEXT).filter(_not_known(AGENTS))
 _BAD_SCENARIO = st.one_of(_WORD, _TEXT).filter(_not_known(list_scenarios()))
 
 
-class _RunReached(AssertionError):
+class _RunReachedError(AssertionError):
     """A bad command line got through validation and reached the work."""
 
 
 def _refuse(*_args: object, **_kwargs: object) -> None:
-    raise _RunReached("bad input reached the run")
+    raise _RunReachedError("bad input reached the run")
 
 
 def _check_rejected(main: Callable[[list[str]], int], argv: list[str], out: Path) -> str:
     """Run ``main(argv)``; assert exit 2, one stderr line, nothing at ``out``; the line."""
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
+    with (
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(io.StringIO()),
+        pytest.raises(SystemExit) as exc,
+    ):
+        main(argv)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     assert exc.value.code == 2, (argv, err.getvalue())
     assert len(lines) == 1, (argv, err.getvalue())

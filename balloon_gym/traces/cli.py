@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from balloon_gym.cli_parser import ArgumentParser
 
 from ._model import DROP_RULES, CleaningReport, TraceError, VMTrace
 from .bank import heldout_mask
@@ -97,7 +98,7 @@ def summarize(path: str | Path, fmt: str = "auto", options: CleaningOptions | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m balloon_gym.traces``; returns the exit code."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m balloon_gym.traces", description="Inspect and clean VM usage traces."
     )
     sub = parser.add_subparsers(dest="command", required=True)
