@@ -175,11 +175,64 @@ def test_config_merges_default_scenario_and_overrides() -> None:
 
 def test_config_files_are_never_evaluated(tmp_path: Path) -> None:
     (tmp_path / "ppo.yaml").write_text("default: !!python/object/apply:os.system ['echo hi']\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(TrainConfigError, match="cannot read it as YAML"):
         load_algo_config("ppo", ["idle-tax"], config_dir=tmp_path)
     (tmp_path / "ppo.yaml").write_text("default: {n_envs: 4, gama: 0.9}\n")
     with pytest.raises(TrainConfigError, match=r"unknown ppo hyperparameter\(s\) \['gama'\]"):
         load_algo_config("ppo", ["idle-tax"], config_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("hp", "message"),
+    [
+        ("learning_rate=abc", 'learning_rate="abc": expected a number 0 < x <= 1'),
+        ("learning_rate=nan", "learning_rate=NaN: expected a number"),
+        ("learning_rate=-1", "learning_rate=-1: expected a number 0 < x <= 1"),
+        ("n_steps=0", "n_steps=0: expected an integer 1 <= x"),
+        ("n_steps=64.5", "n_steps=64.5: expected an integer"),
+        ("gamma=2", "gamma=2: expected a number 0 <= x <= 1"),
+        ("normalize.clip_obs=-1", "normalize.clip_obs=-1: expected a number 0 < x"),
+        ("normalize.clip_obs=true", "normalize.clip_obs=true: expected a number"),
+        ("checkpoint_freq=-5", "checkpoint_freq=-5: expected an integer 0 <= x"),
+        ("eval_freq=abc", 'eval_freq="abc": expected an integer'),
+        ("n_envs=true", "n_envs=true: expected an integer"),
+        ("n_envs=1e9", "n_envs=1000000000.0: expected an integer 1 <= x <= 4096"),
+        ("use_sde=true", "use_sde=true is not supported (gSDE policies cannot be exported"),
+        ("rollout_buffer_class=os.system", 'rollout_buffer_class="os.system" is not supported'),
+        ("policy_kwargs.net_arch=[true]", "policy_kwargs.net_arch=[true]: expected a list"),
+        ("policy_kwargs.net_arch=[64]*", "policy_kwargs.net_arch"),
+        ("policy_kwargs.foo=1", "policy_kwargs: unknown key(s) ['foo']; valid keys: net_arch"),
+        ("residual=nobody", 'residual="nobody": expected one of'),
+        ("a.b.c=1", "keys have at most two parts"),
+        ("a..b=1", "expected key=value"),
+        ("=1", "expected key=value"),
+        ("learning_rate=[[[[", "cannot parse the value"),
+    ],
+)
+def test_hyperparameters_are_type_and_range_checked(hp: str, message: str) -> None:
+    with pytest.raises(TrainConfigError) as err:
+        load_algo_config("ppo", ["idle-tax"], parse_overrides([hp]))
+    assert message in str(err.value)
+    assert str(err.value).startswith("--hp ")
+    assert "\n" not in str(err.value)
+
+
+def test_hyperparameter_checks_cover_files_and_combinations(tmp_path: Path) -> None:
+    (tmp_path / "ppo.yaml").write_text("default: {n_envs: 4}\nlarge: {gamma: 1.5}\n")
+    with pytest.raises(TrainConfigError, match=r"ppo\.yaml: large\.gamma=1\.5: expected"):
+        load_algo_config("ppo", ["idle-tax"], config_dir=tmp_path)  # unused entries too
+    with pytest.raises(TrainConfigError, match="n_steps \\* n_envs must be at least 2"):
+        load_algo_config("ppo", ["idle-tax"], parse_overrides(["n_envs=1", "n_steps=1"]))
+    with pytest.raises(TrainConfigError, match="learning_rate was given a value"):
+        parse_overrides(["learning_rate=1e-3", "learning_rate.x=1"])
+    with pytest.raises(TrainConfigError, match=r"unknown key\(s\) \['log_std_init'\]"):
+        load_algo_config("td3", ["idle-tax"], parse_overrides(["policy_kwargs.log_std_init=0"]))
+    cfg = load_algo_config(
+        "sac", ["idle-tax"], parse_overrides(["ent_coef=auto_0.1", "train_freq=[4, step]"])
+    )
+    assert cfg["ent_coef"] == "auto_0.1" and cfg["train_freq"] == [4, "step"]
+    cfg = load_algo_config("ppo", ["idle-tax"], parse_overrides(["n_steps=1e3", "use_sde=false"]))
+    assert cfg["n_steps"] == 1000 and isinstance(cfg["n_steps"], int) and "use_sde" not in cfg
 
 
 def test_swap_penalty_charges_host_swap_in_the_training_reward() -> None:
