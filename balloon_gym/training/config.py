@@ -459,6 +459,21 @@ def _check_merged(algo: str, cfg: dict[str, Any]) -> None:
         )
 
 
+def check_resolved(algo: str, cfg: Any, where: str = "") -> dict[str, Any]:
+    """Check a resolved config (a run's ``config.yaml`` hyperparameters): every key of
+    :data:`OWN_KEYS` present, every value typed and in range.
+
+    Raises:
+        TrainConfigError: Naming the problem.
+    """
+    out = check_config(algo, cfg, where)
+    missing = sorted(k for k in OWN_KEYS if k not in out)
+    if missing:
+        raise TrainConfigError(f"{where}missing key(s) {missing}")
+    _check_merged(algo, out)
+    return out
+
+
 def load_algo_config(
     algo: str,
     scenarios: list[str],
