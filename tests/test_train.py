@@ -257,6 +257,7 @@ def test_hyperparameter_checks_cover_files_and_combinations(tmp_path: Path) -> N
         "sac", ["idle-tax"], parse_overrides(["ent_coef=auto_0.1", "train_freq=[4, step]"])
     )
     assert cfg["ent_coef"] == "auto_0.1" and cfg["train_freq"] == [4, "step"]
+    assert sb3_kwargs(cfg)["train_freq"] == (4, "step")  # SB3 wants a tuple
     cfg = load_algo_config("ppo", ["idle-tax"], parse_overrides(["n_steps=1e3", "use_sde=false"]))
     assert cfg["n_steps"] == 1000 and isinstance(cfg["n_steps"], int) and "use_sde" not in cfg
 

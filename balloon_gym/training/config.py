@@ -8,9 +8,11 @@ A multi-scenario run (``--scenario idle-tax,diurnal``) uses the entry named exac
 ``yaml.safe_load``. Files are read with ``yaml.safe_load`` and nothing is ever evaluated:
 ``policy_kwargs.activation_fn`` is a name from :data:`ACTIVATIONS`.
 
-Keys: any keyword of the SB3 algorithm's constructor (checked against its signature, except
-the ones this package sets: ``policy``, ``env``, ``seed``, ``verbose``, ``tensorboard_log``,
-``device``), plus :data:`OWN_KEYS`.
+Keys: the SB3 algorithm's constructor keywords that take plain data (:func:`param_schema`;
+``policy``, ``env``, ``seed``, ``verbose``, ``tensorboard_log`` and ``device`` are set by this
+package, and :data:`UNSUPPORTED` options are refused), plus :data:`OWN_KEYS`. Every value is
+checked for type and range (:class:`Param`) in every entry of the file and in the overrides,
+before anything is written; errors name the source, the key, the value and what is expected.
 """
 
 from __future__ import annotations
@@ -542,4 +544,6 @@ def sb3_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         pk["activation_fn"] = activation_class(pk["activation_fn"])
     if pk:
         out["policy_kwargs"] = pk
+    if isinstance(out.get("train_freq"), list):  # YAML [4, step] -> SB3's (4, "step")
+        out["train_freq"] = tuple(out["train_freq"])
     return out
