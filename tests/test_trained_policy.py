@@ -239,7 +239,7 @@ def test_crafted_policy_json_is_refused_before_building_a_network(
     _refused(good, tmp_path / "deep", "[" * 200_000 + "]" * 200_000, "nested too deeply")
     _refused(good, tmp_path / "binary", b"\xff\xfe{", "not valid JSON")
     big = json.dumps({**spec, "package_version": "x" * (9 * 1024 * 1024)})
-    _refused(good, tmp_path / "big", big, "a policy.json is at most")
+    _refused(good, tmp_path / "big", big, "the most a policy.json may be")
 
 
 def test_policy_pth_must_match_the_json_before_loading(

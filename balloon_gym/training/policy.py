@@ -245,11 +245,17 @@ def read_spec(spec_path: Path) -> dict[str, Any]:
     Raises:
         ValueError: Naming the file and the problem.
     """
-    size = spec_path.stat().st_size
-    if size > MAX_SPEC_BYTES:
-        raise _problem(spec_path, f"{size:,} bytes; a policy.json is at most {MAX_SPEC_BYTES:,}")
     try:
-        spec = json.loads(spec_path.read_bytes().decode("utf-8"))
+        with spec_path.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)  # bounded even if the file grows meanwhile
+    except OSError as err:
+        raise _problem(spec_path, f"cannot read it ({err.strerror or err})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise _problem(
+            spec_path, f"larger than {MAX_SPEC_BYTES:,} bytes, the most a policy.json may be"
+        )
+    try:
+        spec = json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise _problem(spec_path, "not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as err:  # also integers beyond the digit limit

@@ -149,14 +149,25 @@ def write_manifest(directory: Path) -> None:
     write_json(directory / MANIFEST_FILE, {"sha256": hashes})
 
 
+def _read_small(path: Path) -> bytes:
+    """At most :data:`MAX_METADATA_BYTES` of a file, or RunDirectoryError."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_METADATA_BYTES + 1)
+    except OSError as err:
+        raise RunDirectoryError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if len(raw) > MAX_METADATA_BYTES:
+        raise RunDirectoryError(f"{path} is larger than {MAX_METADATA_BYTES} bytes")
+    return raw
+
+
 def _read_json(path: Path) -> Any:
     """A small JSON file, or RunDirectoryError (missing, too large, not JSON)."""
     if not path.is_file():
         raise RunDirectoryError(f"{path} is missing; not a resumable train.py run directory")
-    if path.stat().st_size > MAX_METADATA_BYTES:
-        raise RunDirectoryError(f"{path} is larger than {MAX_METADATA_BYTES} bytes")
+    raw = _read_small(path)
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise RunDirectoryError(f"{path}: not valid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -261,10 +272,9 @@ def read_run_config(run: Path) -> dict[str, Any]:
     path = run / CONFIG_FILE
     if not path.is_file():
         raise RunDirectoryError(f"{path} is missing; not a train.py run directory")
-    if path.stat().st_size > MAX_METADATA_BYTES:
-        raise RunDirectoryError(f"{path} is larger than {MAX_METADATA_BYTES} bytes")
+    raw = _read_small(path)
     try:
-        saved = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        saved = yaml.safe_load(raw.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
         msg = " ".join(str(err).split())[:200] or type(err).__name__
         raise RunDirectoryError(f"{path}: not valid YAML ({msg})") from None
