@@ -151,22 +151,23 @@ def _probe_writable(out: Path) -> str | None:
     """Why ``out`` cannot be created and written to, or None; leaves nothing behind."""
     created: list[Path] = []
     try:
-        top = out.absolute()
+        target = out.resolve()  # ".." and symlinks as the kernel will follow them
+        top = target
         while not top.exists():
             top = top.parent
         if not top.is_dir():
             return f"{top} is not a directory"
-        for missing in reversed(out.absolute().relative_to(top).parents[:-1]):
-            (top / missing).mkdir()
-            created.append(top / missing)
-        if top != out.absolute():
-            out.absolute().mkdir()
-            created.append(out.absolute())
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-probe-")
+        for missing in reversed([target, *target.parents]):
+            if missing.is_relative_to(top) and missing != top:
+                missing.mkdir()
+                created.append(missing)
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".write-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         return f"cannot write there ({err.strerror or err})"
+    except RuntimeError as err:  # a symlink loop
+        return f"cannot resolve the path ({err})"
     finally:
         for d in reversed(created):
             with contextlib.suppress(OSError):
