@@ -60,7 +60,7 @@ MAX_WIDTH = 4096
 MAX_GUESTS = 1024
 MAX_PARAMETERS = 20_000_000
 MAX_SCENARIOS = 64
-MAX_TEXT = 200
+MAX_TEXT = 1024  # scenario names may be paths to YAML files
 #: ``policy.pth`` may hold at most 8 bytes per parameter (float64) plus this much overhead.
 WEIGHTS_OVERHEAD_BYTES = 1024 * 1024
 
