@@ -378,6 +378,17 @@ def test_planted_pickle_never_runs(
     assert not marker.exists()
 
 
+def test_checkpoint_that_does_not_fit_its_config_exits_2(
+    tiny_run: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    run = _copy(tiny_run, tmp_path)
+    _set_yaml(run / "config.yaml", scenarios=["large"])  # 32 guests: other spaces
+    proc = _train(tmp_path, "--resume", str(run), "--timesteps", "512", "--eval-seeds", "0")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "does not fit config.yaml's scenarios and algo" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def _set_json(path: Path, **changes) -> None:
     data = json.loads(path.read_text())
     data.update(changes)

@@ -295,10 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train_and_evaluate(req: TrainRequest) -> int:
     import torch
 
-    from balloon_gym.training.trainer import Trainer
+    from balloon_gym.training.trainer import RunDirectoryError, Trainer
 
     torch.set_num_threads(1)  # small networks: one thread is fastest and shares the CPU
-    Trainer(req).train()
+    try:
+        trainer = Trainer(req)
+    except RunDirectoryError as err:  # a resumed checkpoint that does not fit its config
+        build_parser().error(" ".join(str(err).split()))
+    trainer.train()
     if req.final_eval_seeds > 0:
         rows = final_evaluation(req)
         print(f"\nevaluation on seeds 10000..{10000 + req.final_eval_seeds - 1} (held-out):")

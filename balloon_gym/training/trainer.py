@@ -357,22 +357,15 @@ class Trainer:
         cls = algo_class(req.algo)
         tb = str(req.out / "tb")
         if req.resume:
-            # Our own checkpoint: unpickled only after its SHA-256 matched the manifest, and
-            # from the bytes that were checked (never others' files: see policy.py).
-            data = read_verified(self.ckpt)
-            norm = find_wrapper(self.venv, VecNormalize)
-            if norm is not None:
-                if "vecnormalize.pkl" not in data:
-                    raise RunDirectoryError(f"{self.ckpt / 'vecnormalize.pkl'} is missing")
-                loaded = pickle.loads(data["vecnormalize.pkl"])  # hash-verified bytes
-                if not isinstance(loaded, VecNormalize):
-                    raise RunDirectoryError(f"{self.ckpt / 'vecnormalize.pkl'}: not VecNormalize")
-                loaded.set_venv(norm.venv)
-                loaded.training = True
-                self.venv = loaded
-            self.model = cls.load(
-                io.BytesIO(data["model.zip"]), env=self.venv, tensorboard_log=tb, device="cpu"
-            )
+            try:
+                self._load_checkpoint(cls, tb)
+            except (ValueError, KeyError, AssertionError) as err:  # e.g. other spaces
+                if isinstance(err, RunDirectoryError):
+                    raise
+                msg = " ".join(str(err).split())[:300]
+                raise RunDirectoryError(
+                    f"{self.ckpt}: does not fit {CONFIG_FILE}'s scenarios and algo ({msg})"
+                ) from None
         else:
             self.model = cls(
                 "MlpPolicy",
@@ -385,6 +378,29 @@ class Trainer:
             )
         self.norm = find_wrapper(self.venv, VecNormalize)
         self.max_guests = int(self.venv.action_space.shape[0]) // 2
+
+    def _load_checkpoint(self, cls: type, tb: str) -> None:
+        """VecNormalize statistics and the model from the checkpoint (hashes checked first)."""
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        from balloon_gym.training.envs import find_wrapper
+
+        # Our own checkpoint: unpickled only after its SHA-256 matched the manifest, and
+        # from the bytes that were checked (never others' files: see policy.py).
+        data = read_verified(self.ckpt)
+        norm = find_wrapper(self.venv, VecNormalize)
+        if norm is not None:
+            if "vecnormalize.pkl" not in data:
+                raise RunDirectoryError(f"{self.ckpt / 'vecnormalize.pkl'} is missing")
+            loaded = pickle.loads(data["vecnormalize.pkl"])  # hash-verified bytes
+            if not isinstance(loaded, VecNormalize):
+                raise RunDirectoryError(f"{self.ckpt / 'vecnormalize.pkl'}: not VecNormalize")
+            loaded.set_venv(norm.venv)
+            loaded.training = True
+            self.venv = loaded
+        self.model = cls.load(
+            io.BytesIO(data["model.zip"]), env=self.venv, tensorboard_log=tb, device="cpu"
+        )
 
     def export(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The current safe export (spec, state_dict) of the model."""
