@@ -2,7 +2,8 @@
 
 A run directory written by ``train.py`` holds a safe export (``policy.json`` + ``policy.pth``,
 see :mod:`balloon_gym.training.policy`); :func:`load_trained` rebuilds the actor from it as a
-plain torch network, never unpickling code, and :class:`TrainedPolicy` answers
+plain torch network, never unpickling code (the JSON and the tensors' names and shapes are
+checked against size limits before any network is built), and :class:`TrainedPolicy` answers
 :class:`~balloon_gym.agents.base.Policy`'s ``predict``: it applies the saved observation
 normalisation itself, and (residual policies) adds the network's correction to its baseline.
 

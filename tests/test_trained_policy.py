@@ -173,7 +173,7 @@ def test_bad_exports_give_clear_errors(ppo_run: tuple[PPO, VecNormalize, Path], 
         "unknown key": ({**spec, "extra": 1}, r"policy\.json: unknown key\(s\) \['extra'\]"),
         "missing key": ({k: v for k, v in spec.items() if k != "algo"}, "missing key"),
         "shape mismatch": ({**spec, "net_arch": [32, 16]}, r"policy\.pth: weights do not match"),
-        "bad activation": ({**spec, "activation": "os.system"}, "activation 'os.system'"),
+        "bad activation": ({**spec, "activation": "os.system"}, 'activation "os.system"'),
         "bad norm": ({**spec, "obs_norm": {**spec["obs_norm"], "mean": [0.0]}}, "obs_norm.mean"),
     }
     for i, (bad, message) in enumerate(cases.values()):
@@ -185,3 +185,81 @@ def test_bad_exports_give_clear_errors(ppo_run: tuple[PPO, VecNormalize, Path], 
         load_trained("ppo", tmp_path / "nowhere", None)
     with pytest.raises(ValueError, match="holds a ppo policy, not sac"):
         load_trained("sac", good, None)
+
+
+def _refused(good: Path, directory: Path, text: str | bytes, message: str) -> None:
+    """``policy.json`` replaced by ``text``: a clear ValueError, also through AgentSpecError."""
+    _copy_run(good, directory)
+    raw = text.encode() if isinstance(text, str) else text
+    (directory / SPEC_FILE).write_bytes(raw)
+    with pytest.raises(ValueError, match=message) as err:
+        load_trained("ppo", directory, None)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 600
+    with pytest.raises(AgentSpecError, match=message):
+        check_agent_spec(f"ppo:{directory}")
+
+
+def test_crafted_policy_json_is_refused_before_building_a_network(
+    ppo_run: tuple[PPO, VecNormalize, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from balloon_gym.training import policy as policy_module
+
+    _, _, good = ppo_run
+    spec = json.loads((good / SPEC_FILE).read_text())
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("build_actor called for a refused file")
+
+    monkeypatch.setattr(policy_module, "build_actor", never)
+    cases = {
+        "wide": ({**spec, "net_arch": [4096] * 16}, "parameters; at most"),  # ~270M weights
+        "deep": ({**spec, "net_arch": [8] * 5000}, "at most 16 integer widths"),
+        "too wide": ({**spec, "net_arch": [300_000]}, "widths in 1..4096"),
+        "bool width": ({**spec, "net_arch": [True, 16]}, "net_arch \\[true, 16\\]"),
+        "bool guests": ({**spec, "max_guests": True}, "max_guests must be an integer"),
+        "bool version": ({**spec, "format_version": True}, "not a balloon-gym-policy v1"),
+        "many guests": (
+            {**spec, "max_guests": 10**6},
+            r"max_guests must be an integer in 1\.\.1024",
+        ),
+        "clip order": ({**spec, "clip_actions": [1, -1]}, "need -1 <= low < high <= 1"),
+        "clip bool": ({**spec, "clip_actions": [False, True]}, "clip_actions must be a list"),
+        "env version": ({**spec, "env_version": "v9"}, 'env_version "v9" unknown'),
+        "algo type": ({**spec, "algo": ["ppo"]}, 'algo \\["ppo"\\] unknown'),
+        "scenarios": ({**spec, "scenarios": "idle-tax"}, "scenarios must be a list"),
+        "residual": (
+            {**spec, "residual": {"base": "esx_idle_tax", "scale": float("inf")}},
+            "not valid JSON|residual.scale",
+        ),
+    }
+    for i, (bad, message) in enumerate(cases.values()):
+        _refused(good, tmp_path / f"case{i}", json.dumps(bad), message)
+    huge = json.dumps(spec).replace('"max_guests": 2', '"max_guests": ' + "9" * 5000)
+    _refused(good, tmp_path / "huge-int", huge, "not valid JSON")
+    _refused(good, tmp_path / "deep", "[" * 200_000 + "]" * 200_000, "nested too deeply")
+    _refused(good, tmp_path / "binary", b"\xff\xfe{", "not valid JSON")
+    big = json.dumps({**spec, "package_version": "x" * (9 * 1024 * 1024)})
+    _refused(good, tmp_path / "big", big, "the most a policy.json may be")
+
+
+def test_policy_pth_must_match_the_json_before_loading(
+    ppo_run: tuple[PPO, VecNormalize, Path], tmp_path: Path
+) -> None:
+    _, _, good = ppo_run
+    state = torch.load(good / WEIGHTS_FILE, weights_only=True)
+    cases = {
+        "transposed": ({**state, "0.weight": state["0.weight"].T.contiguous()}, "has shape"),
+        "extra": ({**state, "9.weight": torch.zeros(1)}, r"unexpected \['9.weight'\]"),
+        "missing": ({k: v for k, v in state.items() if k != "0.bias"}, r"missing \['0.bias'\]"),
+        "nan": ({**state, "0.bias": torch.full_like(state["0.bias"], float("nan"))}, "finite"),
+        "ints": ({**state, "0.bias": state["0.bias"].long()}, "floating-point"),
+    }
+    for i, (weights, message) in enumerate(cases.values()):
+        directory = _copy_run(good, tmp_path / f"case{i}")
+        torch.save(weights, directory / WEIGHTS_FILE)
+        with pytest.raises(ValueError, match=message):
+            load_trained("ppo", directory, None)
+    directory = _copy_run(good, tmp_path / "padded")
+    (directory / WEIGHTS_FILE).write_bytes(b"\0" * (2 * 1024 * 1024))
+    with pytest.raises(ValueError, match=r"more than policy\.json's network needs"):
+        load_trained("ppo", directory, None)

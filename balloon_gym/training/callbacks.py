@@ -9,10 +9,13 @@ The final model is the last one: evaluation seeds are never used to pick a check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,18 +147,68 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM), raised like SIGINT's ``KeyboardInterrupt``.
+
+    Attributes:
+        signum: The signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_on_sigterm(signum: int, _frame: Any) -> None:
+    """Signal handler: raise :class:`Interrupted` (install for SIGTERM in the main thread)."""
+    raise Interrupted(signum)
+
+
+_deferring: list[bool] = []  # non-empty inside signals_deferred (main thread only)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside the block are raised when it ends.
+
+    Keeps a save whole: a checkpoint swap or an export is never cut in half. Outside the main
+    thread (where handlers cannot be set) the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread() or _deferring:
+        yield  # not settable here, or an enclosing block already defers
+        return
+    pending: list[int] = []
+
+    def remember(signum: int, _frame: Any) -> None:
+        pending.append(signum)
+
+    old = {s: signal.signal(s, remember) for s in (signal.SIGINT, signal.SIGTERM)}
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if pending:
+        if pending[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Interrupted(pending[0])
+
+
 def save_atomically(save: Callable[[Path], None], directory: Path) -> None:
-    """Write into ``directory.tmp``, then swap it in for ``directory``."""
+    """Write into ``directory.tmp``, then swap it in for ``directory`` (signals deferred)."""
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save(tmp)
-    if directory.exists():
+    with signals_deferred():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save(tmp)
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+        tmp.rename(directory)
         shutil.rmtree(old, ignore_errors=True)
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class TimingCallback(BaseCallback):

@@ -5,25 +5,33 @@
     python train.py --scenario idle-tax,diurnal --hp learning_rate=1e-4 n_envs=64 --out DIR
     python train.py --resume DIR [--timesteps 400000]
 
-Bad arguments exit with code 2 and a message before any training.
+Bad arguments exit with code 2 and a one-line message before anything is written. SIGINT
+(Ctrl-C) or SIGTERM during training exports the policy so far into the run directory, marks
+``run.json`` ``interrupted`` and exits with 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import math
+import os
 import shlex
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from balloon_gym.agents import CLASSIC_AGENTS
 from balloon_gym.config import ConfigError
 from balloon_gym.scenarios import load_scenario
+from balloon_gym.training.callbacks import raise_on_sigterm
 from balloon_gym.training.config import (
     ALGOS,
     TrainConfigError,
@@ -31,13 +39,31 @@ from balloon_gym.training.config import (
     parse_overrides,
 )
 from balloon_gym.training.envs import MAX_SEED
-from balloon_gym.training.trainer import CHECKPOINT_DIR, CONFIG_FILE, TrainRequest
+from balloon_gym.training.trainer import TrainRequest, check_resumable
 
 DEFAULT_TIMESTEPS = 50_000
 """Timesteps of ``python train.py`` without arguments (a few minutes on a laptop CPU)."""
 
 FINAL_BASELINES: tuple[str, ...] = (*CLASSIC_AGENTS, "clairvoyant")
 """Agents evaluated beside the trained policy at the end of a run."""
+
+MAX_TIMESTEPS = 10**12
+MAX_EVAL_SEEDS = 1000
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, also written like ``2e5``."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number like 200000 or 2e5: {text!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
     p.add_argument(
         "--timesteps",
-        type=int,
+        type=_count,
         default=None,
         help=f"total environment steps (default {DEFAULT_TIMESTEPS}; with --resume: the "
         "run's own target, or a new, larger one)",
@@ -66,22 +92,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
-        "--eval-seeds", type=int, default=10, help="final evaluation seeds (0: no evaluation)"
+        "--eval-seeds",
+        type=int,
+        default=10,
+        help=f"final evaluation seeds, 0..{MAX_EVAL_SEEDS} (0: no evaluation)",
     )
     return p
+
+
+def _error(parser: argparse.ArgumentParser, message: str) -> None:
+    """``parser.error`` with the message on one line (exit code 2)."""
+    parser.error(" ".join(str(message).split()))
+
+
+def _check_timesteps(parser: argparse.ArgumentParser, timesteps: int) -> None:
+    if not 1 <= timesteps <= MAX_TIMESTEPS:
+        shown = timesteps if abs(timesteps) < 10**15 else f"{timesteps:.3g}"
+        _error(parser, f"--timesteps must be in 1..{MAX_TIMESTEPS:.0e}, got {shown}")
+
+
+def _check_scenarios(parser: argparse.ArgumentParser, scenarios: list[str]) -> None:
+    for s in scenarios:
+        try:
+            load_scenario(s)
+        except ConfigError as err:
+            _error(parser, f"--scenario: {err}")
+        except (OSError, ValueError, RecursionError) as err:
+            why = getattr(err, "strerror", None) or str(err)[:200] or type(err).__name__
+            _error(parser, f"--scenario {s}: cannot read it as a scenario ({why})")
 
 
 def _resume_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainRequest:
     run = args.resume
     if args.hp or args.out is not None:
-        parser.error("--resume DIR continues DIR with its own config; drop --hp and --out")
-    for need in (run / CONFIG_FILE, run / CHECKPOINT_DIR / "model.zip"):
-        if not need.is_file():
-            parser.error(f"--resume {run}: {need} is missing; not a train.py run directory")
-    saved = yaml.safe_load((run / CONFIG_FILE).read_text(encoding="utf-8"))
+        _error(parser, "--resume DIR continues DIR with its own config; drop --hp and --out")
+    try:
+        saved = check_resumable(run)
+    except TrainConfigError as err:
+        _error(parser, f"--resume {run}: {err}")
+    _check_scenarios(parser, saved["scenarios"])
     timesteps = saved["timesteps"] if args.timesteps is None else args.timesteps
-    if timesteps < 1:
-        parser.error(f"--timesteps must be positive, got {timesteps}")
+    _check_timesteps(parser, timesteps)
+    problem = _probe_writable(run)
+    if problem:
+        _error(parser, f"--resume {run}: {problem}")
     return TrainRequest(
         algo=saved["algo"],
         scenarios=list(saved["scenarios"]),
@@ -93,52 +147,79 @@ def _resume_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     )
 
 
-def _check_out(out: Path, overwrite: bool) -> str | None:
-    if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a directory"
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        return (
-            f"--out {out} exists and is not empty; choose a new directory, continue it with "
-            f"--resume {out}, or pass --overwrite"
-        )
+def _probe_writable(out: Path) -> str | None:
+    """Why ``out`` cannot be created and written to, or None; leaves nothing behind."""
+    created: list[Path] = []
+    try:
+        target = out.resolve()  # ".." and symlinks as the kernel will follow them
+        top = target
+        while not top.exists():
+            top = top.parent
+        if not top.is_dir():
+            return f"{top} is not a directory"
+        for missing in reversed([target, *target.parents]):
+            if missing.is_relative_to(top) and missing != top:
+                missing.mkdir()
+                created.append(missing)
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"cannot write there ({err.strerror or err})"
+    except RuntimeError as err:  # a symlink loop
+        return f"cannot resolve the path ({err})"
+    finally:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
     return None
 
 
+def _check_out(out: Path, overwrite: bool) -> str | None:
+    try:
+        if out.exists() and not out.is_dir():
+            return f"--out {out} exists and is not a directory"
+        if out.is_dir() and any(out.iterdir()) and not overwrite:
+            return (
+                f"--out {out} exists and is not empty; choose a new directory, continue it "
+                f"with --resume {out}, or pass --overwrite"
+            )
+    except OSError as err:
+        return f"--out {out}: {err.strerror or err}"
+    problem = _probe_writable(out)
+    return f"--out {out}: {problem}" if problem else None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainRequest:
-    """Parse and validate; bad input exits with code 2 before any training."""
+    """Parse and validate; bad input exits with code 2 before anything is written."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.eval_seeds < 0:
-        parser.error(f"--eval-seeds must be >= 0, got {args.eval_seeds}")
+    if not 0 <= args.eval_seeds <= MAX_EVAL_SEEDS:
+        _error(parser, f"--eval-seeds must be in 0..{MAX_EVAL_SEEDS}, got {args.eval_seeds}")
     if args.resume is not None:
         req = _resume_request(args, parser)
     else:
         if args.algo not in ALGOS:
-            parser.error(f"--algo {args.algo!r} unknown; choose from {', '.join(ALGOS)}")
+            _error(parser, f"--algo {args.algo!r} unknown; choose from {', '.join(ALGOS)}")
         scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
         if not scenarios:
-            parser.error("--scenario is empty")
-        for s in scenarios:
-            try:
-                load_scenario(s)
-            except ConfigError as err:
-                parser.error(f"--scenario: {err}")
+            _error(parser, "--scenario is empty")
+        _check_scenarios(parser, scenarios)
         timesteps = DEFAULT_TIMESTEPS if args.timesteps is None else args.timesteps
-        if timesteps < 1:
-            parser.error(f"--timesteps must be positive, got {timesteps}")
+        _check_timesteps(parser, timesteps)
         if not 0 <= args.seed < MAX_SEED:
-            parser.error(f"--seed must be in 0..{MAX_SEED - 1} (env seeds stay below 10000)")
+            _error(parser, f"--seed must be in 0..{MAX_SEED - 1} (env seeds stay below 10000)")
         try:
             cfg = load_algo_config(args.algo, scenarios, parse_overrides(args.hp), args.config_dir)
         except TrainConfigError as err:
-            parser.error(str(err))
+            _error(parser, str(err))
         out = args.out
         if out is None:
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out = Path("runs") / f"{args.algo}-{'+'.join(scenarios)}-s{args.seed}-{stamp}"
         problem = _check_out(out, args.overwrite)
         if problem:
-            parser.error(problem)
+            _error(parser, problem)
         req = TrainRequest(args.algo, scenarios, args.seed, timesteps, out, cfg)
     req.progress = not args.no_progress
     req.final_eval_seeds = args.eval_seeds
@@ -193,16 +274,35 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``train.py``: parse, train, evaluate; returns the exit code (2: bad input)."""
+    """``train.py``: parse, train, evaluate; returns the exit code.
+
+    0: done; 2: bad input (nothing written); 130/143: interrupted by SIGINT/SIGTERM (the
+    policy so far is exported and ``run.json`` says ``interrupted``).
+    """
     req = parse_args(argv)
     words = list(sys.argv[1:] if argv is None else argv)
     req.command = shlex.join(["python", "train.py", *words])
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_on_sigterm)
+    try:
+        return _train_and_evaluate(req)
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"train.py: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + int(signum)
+
+
+def _train_and_evaluate(req: TrainRequest) -> int:
     import torch
 
-    from balloon_gym.training.trainer import Trainer
+    from balloon_gym.training.trainer import RunDirectoryError, Trainer
 
     torch.set_num_threads(1)  # small networks: one thread is fastest and shares the CPU
-    Trainer(req).train()
+    try:
+        trainer = Trainer(req)
+    except RunDirectoryError as err:  # a resumed checkpoint that does not fit its config
+        build_parser().error(" ".join(str(err).split()))
+    trainer.train()
     if req.final_eval_seeds > 0:
         rows = final_evaluation(req)
         print(f"\nevaluation on seeds 10000..{10000 + req.final_eval_seeds - 1} (held-out):")
