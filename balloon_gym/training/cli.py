@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from balloon_gym.agents import CLASSIC_AGENTS
+from balloon_gym.cli_parser import ArgumentParser
 from balloon_gym.config import ConfigError
 from balloon_gym.scenarios import load_scenario
 from balloon_gym.training.callbacks import raise_on_sigterm
@@ -52,7 +53,9 @@ MAX_EVAL_SEEDS = 1000
 
 
 def _count(text: str) -> int:
-    """An argparse type: a whole number, also written like ``2e5``."""
+    """An argparse type: a whole number in ASCII digits, also written like ``2e5``."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected a whole number like 200000 or 2e5: {text!r}")
     try:
         return int(text)
     except ValueError:
@@ -66,9 +69,9 @@ def _count(text: str) -> int:
     return int(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The ``train.py`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="train.py",
         description="Train a balloon scheduler with stable-baselines3 on balloon-gym's own "
         "batched SB3 VecEnv, then evaluate it against the baselines on seeds 10000..",
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"total environment steps (default {DEFAULT_TIMESTEPS}; with --resume: the "
         "run's own target, or a new, larger one)",
     )
-    p.add_argument("--seed", type=int, default=0, help=f"training seed, 0..{MAX_SEED - 1}")
+    p.add_argument("--seed", type=_count, default=0, help=f"training seed, 0..{MAX_SEED - 1}")
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/<time>)")
     p.add_argument(
         "--hp", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides"
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--eval-seeds",
-        type=int,
+        type=_count,
         default=10,
         help=f"final evaluation seeds, 0..{MAX_EVAL_SEEDS} (0: no evaluation)",
     )
@@ -101,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(parser: argparse.ArgumentParser, message: str) -> None:
-    """``parser.error`` with the message on one line (exit code 2)."""
-    parser.error(" ".join(str(message).split()))
+    """``parser.error``: the message on one line, exit code 2."""
+    parser.error(message)
 
 
 def _check_timesteps(parser: argparse.ArgumentParser, timesteps: int) -> None:
