@@ -163,9 +163,9 @@ _TRAIN_BASE = {
 _HP_KEYS = ["learning_rate", "n_steps", "gamma", "batch_size", "n_envs", "eval_freq"]
 _BAD_HP = st.one_of(
     st.tuples(st.sampled_from(_HP_KEYS), _NOT_INT).map(lambda kv: f"{kv[0]}={kv[1]}"),
-    st.tuples(st.sampled_from(_HP_KEYS), st.sampled_from(["-1", "nan", "inf", "1e400", "2.5e99"])).map(
-        lambda kv: f"{kv[0]}={kv[1]}"
-    ),
+    st.tuples(
+        st.sampled_from(_HP_KEYS), st.sampled_from(["-1", "nan", "inf", "1e400", "2.5e99"])
+    ).map(lambda kv: f"{kv[0]}={kv[1]}"),
     _WORD.filter(lambda s: "=" not in s),
     st.tuples(_WORD.filter(lambda s: s not in _HP_KEYS), _WORD).map(lambda kv: "=".join(kv)),
 )
