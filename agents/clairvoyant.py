@@ -31,15 +31,15 @@ Parameters: ``lookahead_steps`` (3), ``margin_mib`` (64 MiB of slack per tier).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import numpy as np
 
 from balloon_gym.agents.base import PolicyState, share_fill
-from balloon_gym.core import cpu, workload
+from balloon_gym.core import cpu
 from balloon_gym.core.balloon import max_reservation_rate
 from balloon_gym.core.params import Params
+from balloon_gym.core.privileged import demand_ahead, next_step_uniforms
 from balloon_gym.core.state import State, consumed_mib
 from balloon_gym.core.workload import Demand
 
@@ -122,10 +122,7 @@ class Clairvoyant:
         """The workload uniforms the env's next step will draw, from a copy of its generator."""
         if not self.peek or self._env is None:
             return None
-        bit_gen = self._env.np_random.bit_generator
-        twin = type(bit_gen)()
-        twin.state = bit_gen.state
-        return np.random.Generator(twin).random((workload.NUM_UNIFORMS, *shape))
+        return next_step_uniforms(self._env.np_random, shape)
 
     def predict(
         self,
@@ -162,58 +159,6 @@ class Clairvoyant:
             f"Clairvoyant(max_guests={self.max_guests}, lookahead_steps={self.lookahead_steps}, "
             f"margin_mib={self.margin_mib}, peek={self.peek}, bound={self.bound})"
         )
-
-
-#: The process fields :func:`balloon_gym.core.workload.demand` takes besides ``t`` and
-#: ``params`` (read from its signature, so new workload kinds need no change here).
-PROCESS_FIELDS: tuple[str, ...] = tuple(
-    name for name in inspect.signature(workload.demand).parameters if name not in ("t", "params")
-)
-
-
-def process_state(state: State) -> dict[str, np.ndarray]:
-    """The workload process fields of ``state`` (burst state, phase level, leak, ...)."""
-    return {name: getattr(state, name) for name in PROCESS_FIELDS}
-
-
-def true_demand(state: State, params: Params) -> Demand:
-    """The workloads' true demand in the step that led to ``state`` (the hidden truth)."""
-    return workload.demand(state.t, params=params, **process_state(state))
-
-
-def demand_ahead(
-    state: State, params: Params, steps: int, uniforms: np.ndarray | None = None
-) -> Demand:
-    """Largest true demand over the next ``steps`` steps, each field ``(num_envs, max_guests)``.
-
-    Args:
-        state: The simulator's state now.
-        params: Its parameters.
-        steps: Look-ahead window, steps (>= 1).
-        uniforms: ``(NUM_UNIFORMS, num_envs, max_guests)`` draws of the next step, if known:
-            the next step's demand is then exact (:func:`balloon_gym.core.workload.advance`).
-
-    Without ``uniforms`` bursts and phase levels stay as they are now. Beyond the next step,
-    they stay as they are then; the diurnal cycle, leak and OOM recovery advance exactly.
-    """
-    if uniforms is None:
-        process = process_state(state)
-        process["leak"] = state.leak + params.leak_mib
-        process["oom_scale"] = np.minimum(state.oom_scale + params.oom_recover_per_step, 1.0)
-    else:
-        process, _ = workload.advance(state, params, uniforms)
-    # The demand of the step just done: the balloon moves before the guest's footprint does,
-    # so a guest about to shrink still holds it when the next step's targets apply.
-    fields = list(true_demand(state, params))
-    for h in range(steps):  # a loop over look-ahead steps, not over hosts or guests
-        ahead = {
-            **process,
-            "leak": process["leak"] + h * params.leak_mib,
-            "oom_scale": np.minimum(process["oom_scale"] + h * params.oom_recover_per_step, 1.0),
-        }
-        d = workload.demand(state.t + 1 + h, params=params, **ahead)
-        fields = [np.maximum(a, b) for a, b in zip(fields, d, strict=True)]
-    return Demand(*fields)
 
 
 def _greedy_fill(

@@ -1,7 +1,7 @@
 """Trained policies as BalloonBench agents: ``ppo:DIR`` (also ``sac:``, ``a2c:``, ``td3:``).
 
 A run directory written by ``train.py`` holds a safe export (``policy.json`` + ``policy.pth``,
-see :mod:`balloon_gym.training.policy`); :func:`load_trained` rebuilds the actor from it as a
+see :mod:`balloon_gym.policy_export`); :func:`load_trained` rebuilds the actor from it as a
 plain torch network, never unpickling code (the JSON and the tensors' names and shapes are
 checked against size limits before any network is built), and :class:`TrainedPolicy` answers
 :class:`~balloon_gym.agents.base.Policy`'s ``predict``: it applies the saved observation
@@ -27,8 +27,8 @@ class TrainedPolicy:
     """A rebuilt actor with its normalisation and residual baseline.
 
     Args:
-        spec: A checked ``policy.json`` (:func:`balloon_gym.training.policy.validate_spec`).
-        actor: The network of :func:`balloon_gym.training.policy.build_actor`, loaded.
+        spec: A checked ``policy.json`` (:func:`balloon_gym.policy_export.validate_spec`).
+        actor: The network of :func:`balloon_gym.policy_export.build_actor`, loaded.
         max_guests: Guest slots of the env it acts on (<= ``spec["max_guests"]``).
         name: Label (e.g. ``ppo:runs/x``).
 
@@ -134,7 +134,7 @@ def load_trained(kind: str, path: str | Path, max_guests: int | None) -> Trained
     Raises:
         ValueError: For a missing/invalid export or a kind that does not match it.
     """
-    from balloon_gym.training.policy import SPEC_FILE, load_export
+    from balloon_gym.policy_export import SPEC_FILE, load_export
 
     spec, actor = load_export(path)
     if kind not in ("sb3", spec["algo"]):

@@ -42,7 +42,7 @@ import numpy as np
 from balloon_gym import __version__
 from balloon_gym.agents import make_agent
 from balloon_gym.agents.base import Policy
-from balloon_gym.agents.clairvoyant import true_demand
+from balloon_gym.core.privileged import true_demand
 from balloon_gym.core.state import host_free_mib
 from balloon_gym.envs.vector import BalloonVectorEnv
 from balloon_gym.metrics import METRIC_NAMES, EpisodeMetrics

@@ -17,9 +17,9 @@ from balloon_gym.agents import (
     make_agent,
 )
 from balloon_gym.agents.base import memory_action, share_fill, split_observation
-from balloon_gym.agents.clairvoyant import true_demand
 from balloon_gym.agents.esx import idle_tax_allocation
 from balloon_gym.core import GUEST_FEATURES, HOST_FEATURES, workload
+from balloon_gym.core.privileged import true_demand
 from balloon_gym.evaluation import evaluation_seeds, run_batch
 
 SEEDS = evaluation_seeds(3)

@@ -202,7 +202,7 @@ def _refused(good: Path, directory: Path, text: str | bytes, message: str) -> No
 def test_crafted_policy_json_is_refused_before_building_a_network(
     ppo_run: tuple[PPO, VecNormalize, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from balloon_gym.training import policy as policy_module
+    from balloon_gym import policy_export as policy_module
 
     _, _, good = ppo_run
     spec = json.loads((good / SPEC_FILE).read_text())

@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
-#: Supported algorithms (the SB3 class names by key).
-ALGOS: tuple[str, ...] = ("ppo", "sac", "a2c", "td3")
+from balloon_gym.policy_export import ACTIVATIONS, ALGOS
+from balloon_gym.policy_export import activation_class as export_activation_class
 
-#: Activation names allowed in ``policy_kwargs.activation_fn`` (mapped to ``torch.nn``).
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+#: Supported algorithms (the SB3 class names by key).
+
 
 #: Keys of ``policy_kwargs`` that may be given (plain data only), per algorithm.
 POLICY_KWARGS_BY_ALGO: dict[str, tuple[str, ...]] = {
@@ -520,20 +520,15 @@ def load_algo_config(
 
 
 def activation_class(name: str) -> type:
-    """``torch.nn`` activation class for a whitelisted name."""
-    import torch.nn as nn
+    """``torch.nn`` activation class for a whitelisted name.
 
-    table = {
-        "tanh": nn.Tanh,
-        "relu": nn.ReLU,
-        "elu": nn.ELU,
-        "leaky_relu": nn.LeakyReLU,
-        "gelu": nn.GELU,
-        "silu": nn.SiLU,
-    }
-    if name not in table:
-        raise TrainConfigError(f"activation {name!r} unknown; choose from {', '.join(table)}")
-    return table[name]
+    Raises:
+        TrainConfigError: For a name not in :data:`ACTIVATIONS`.
+    """
+    try:
+        return export_activation_class(name)
+    except ValueError as err:
+        raise TrainConfigError(str(err)) from None
 
 
 def sb3_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
