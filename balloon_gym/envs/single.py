@@ -9,7 +9,15 @@ import gymnasium as gym
 import numpy as np
 
 from balloon_gym.config import ScenarioConfig
-from balloon_gym.envs.batch import Batch, build_params, resolve_scenarios
+from balloon_gym.core.step import as_action_array
+from balloon_gym.envs.batch import (
+    Batch,
+    build_params,
+    check_choice,
+    check_reset_options,
+    check_seed,
+    resolve_scenarios,
+)
 from balloon_gym.envs.render import render_host
 from balloon_gym.envs.spaces import action_space, observation_space
 
@@ -134,8 +142,7 @@ class BalloonEnv(gym.Env):
         trace_split: str | None = None,
         backend: str = "numpy",
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
+        check_choice(render_mode, "render_mode", self.metadata["render_modes"], none_ok=True)
         (self.scenario,) = resolve_scenarios(scenario, 1)
         self._batch = Batch(
             build_params([self.scenario], max_guests, trace_split), max_episode_steps, backend
@@ -159,14 +166,27 @@ class BalloonEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; see the class docstring for the starting state."""
+        """Start an episode; see the class docstring for the starting state.
+
+        ``seed`` is None or a non-negative integer; there are no ``options`` (None or ``{}``).
+        The observation is an array the caller owns (no later call writes to it).
+        """
+        seed = check_seed(seed)
+        check_reset_options(options)
         super().reset(seed=seed)
         obs = self._batch.reset(self.np_random)
         return obs[0], {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One control interval; raises ``ValueError`` on a non-finite action."""
-        action = np.asarray(action, dtype=np.float64)
+        """One control interval.
+
+        Raises:
+            ConfigTypeError: For an action that is not an array of real numbers (a dict, a
+                string, complex or bool values); a ``ValueError`` and a ``TypeError``.
+            ValueError: For a wrong shape or a NaN or infinite entry. A rejected step leaves the
+                env as it was.
+        """
+        action = as_action_array(action)
         if action.shape != self.action_space.shape:
             raise ValueError(
                 f"action has shape {action.shape}, expected {self.action_space.shape}: "
