@@ -410,6 +410,8 @@ def _message(e: Any) -> str:
     kind, value = e["type"], e.get("input")
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling (see docs/scenarios.md)"
+    if kind == "invalid_key":
+        return f"keys are field names, not {type(value).__name__}; remove the key or fix its name"
     if kind == "finite_number":
         return "must be a finite number (.nan and .inf are not allowed)"
     msg = e["msg"].removeprefix("Value error, ")
@@ -443,7 +445,12 @@ def _format_errors(err: ValidationError, source: str) -> str:
             break
         path = ""
         for part in e["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif not (part.isascii() and part.isidentifier()):  # an odd unknown key: quoted
+                path += f"[{part if len(part) <= 30 else part[:27] + '...'!r}]"
+            else:
+                path += f".{part}" if path else part
         lines.append(f"  {path or '<root>'}: {_message(e)}")
         shown += 1
     return "\n".join(lines)
