@@ -963,3 +963,17 @@ def test_vector_env_observations_are_owned_by_the_caller(backend, mode):
         assert not any(np.shares_memory(obs, old) for old in seen)
         np.testing.assert_array_equal(venv.batch.observe(), t_obs)
         seen.append(obs)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BalloonEnv(foo=1),
+        lambda: BalloonVectorEnv(2, foo=1),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v0", foo=1),
+    ],
+    ids=["single", "vector", "make"],
+)
+def test_an_unknown_keyword_argument_raises_type_error_naming_it(make):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+        make()

@@ -53,7 +53,9 @@ class BalloonEnv(gym.Env):
     Memory targets are projected to what the host can hold (every guest keeps ``min_mib``, the
     rest scales down until the sum fits machine memory less the reserve and a 6 % margin).
     Finite values outside [-1, 1] are clipped; NaN or infinite values raise ``ValueError``.
-    Actions of padding slots are ignored.
+    Any real dtype (float or int), a list or an ndarray is fine; a dict, text, complex or bool
+    values raise ``ConfigTypeError`` (a ``ValueError`` and a ``TypeError``) rather than being
+    cast. A rejected step leaves the env as it was. Actions of padding slots are ignored.
 
     ## Observation Space
 
@@ -120,7 +122,11 @@ class BalloonEnv(gym.Env):
     real VMs trace-replay guests draw (evaluation uses "heldout"); ``backend`` is ``"numpy"``
     (the reference, default) or ``"numba"``: compiled kernels with the same numbers, ~4.5x
     faster for one env (``docs/speed.md``; needs ``pip install 'balloon-gym[fast]'``; the first
-    step compiles them once per machine).
+    step compiles them once per machine). Integer arguments take ``int`` or numpy integers
+    (not floats or bools: ``max_guests`` in [1, 1024], ``max_episode_steps`` in [1, 10**9]);
+    a bad argument raises :class:`~balloon_gym.config.ConfigError` (``ConfigTypeError`` for a
+    wrong type) naming it. ``reset`` takes ``seed`` None or a non-negative integer and no
+    ``options``. Observations returned by ``reset`` and ``step`` are arrays the caller owns.
 
     ``info`` holds the reward parts and the exact memory accounting (``kernel_mib``,
     ``anon_resident_mib``, ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``,
