@@ -511,8 +511,9 @@ def test_every_numeric_field_has_both_bounds():
         assert lo < hi
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("dt_s", [0.1, 10.0, 3600.0])
-def test_every_numeric_field_at_its_bounds_keeps_the_simulator_finite(dt_s):
+def test_every_numeric_field_at_its_bounds_keeps_the_simulator_finite(dt_s, backend):
     """One mixed batch: for each numeric field, a host with it at its min and one at its max;
     50 steps of random actions give finite observations, rewards and info, with no numpy
     warning (an overflow or a division by zero)."""
@@ -520,6 +521,8 @@ def test_every_numeric_field_at_its_bounds_keeps_the_simulator_finite(dt_s):
 
     from balloon_gym.envs import BalloonVectorEnv
 
+    if backend == "numba":
+        pytest.importorskip("numba")
     configs, labels = [], []
     for path, name, bounds in _numeric_fields():
         for value in bounds:
@@ -528,7 +531,7 @@ def test_every_numeric_field_at_its_bounds_keeps_the_simulator_finite(dt_s):
                 data["dt_s"] = dt_s
             configs.append(parse_scenario(data, source=f"{path}.{name}={value}"))
             labels.append(f"{'.'.join(map(str, path))}.{name}={value}")
-    env = BalloonVectorEnv(len(configs), configs)
+    env = BalloonVectorEnv(len(configs), configs, backend=backend)
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
