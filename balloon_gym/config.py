@@ -1,7 +1,8 @@
 """Validated, frozen scenario configuration.
 
-A scenario is a YAML file (see ``configs/scenarios/``) loaded with ``yaml.safe_load`` and
-validated into the frozen models below. Every field carries its unit in its name or description,
+A scenario is a YAML file (see ``configs/scenarios/``) loaded with a strict ``yaml.SafeLoader``
+(duplicate keys are an error; ``1e5`` is a float, as in YAML 1.2) and validated into the frozen
+models below. Every field carries its unit in its name or description,
 a default and a bound. Unknown keys, wrong types and out-of-range values are rejected with a
 :class:`ConfigError` whose message names the field path (``guests[1].driver.kind``) and the fix.
 
@@ -10,6 +11,7 @@ Defaults marked (src) come from the public record; see ``docs/model.md`` for the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ from pydantic import (
 
 __all__ = [
     "ConfigError",
+    "ConfigTypeError",
     "DriverConfig",
     "GuestConfig",
     "HostConfig",
@@ -33,31 +36,44 @@ __all__ = [
     "ScenarioConfig",
     "WorkloadConfig",
     "load_scenario_file",
+    "load_yaml",
     "parse_scenario",
 ]
 
 
 class ConfigError(ValueError):
-    """A scenario file or dict failed validation; the message names each field and its fix."""
+    """Bad input: a scenario file or dict failed validation, or an env got a bad argument; the
+    message names each field or argument and its fix."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument of the wrong type (a scenario, ``num_envs``, a seed, an action, ...); both a
+    :class:`ConfigError` and a ``TypeError``."""
+
+
+MAX_GUESTS = 1024
+"""Most guests (``count`` expanded) a host may have, and most guest slots an env may pad to."""
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class HostConfig(_Frozen):
     """The physical host: machine memory, hypervisor reservation, pCPUs, host swap."""
 
-    mem_mib: float = Field(65536.0, gt=0, le=2**24, description="Machine memory, MiB.")
+    mem_mib: float = Field(
+        65536.0, ge=64, le=2**24, description="Machine memory, MiB (64 MiB to 16 TiB)."
+    )
     reserved_mib: float = Field(
         1024.0, ge=0, le=2**22, description="Memory kept by the hypervisor itself, MiB."
     )
-    pcpus: float = Field(16.0, gt=0, le=1024, description="Physical CPUs shared by guests.")
+    pcpus: float = Field(16.0, ge=0.1, le=1024, description="Physical CPUs shared by guests.")
     swap_out_mib_s: float = Field(
-        200.0, gt=0, le=1e5, description="Host swap-out rate in the hard state, MiB/s."
+        200.0, ge=0.1, le=1e5, description="Host swap-out rate in the hard state, MiB/s."
     )
     swap_in_mib_s: float = Field(
-        200.0, gt=0, le=1e5, description="Host swap-in rate (host faults served), MiB/s."
+        200.0, ge=0.1, le=1e5, description="Host swap-in rate (host faults served), MiB/s."
     )
     fault_s: float = Field(
         2e-4, ge=0, le=1.0, description="Stall per host-swapped page a guest touches, s (src)."
@@ -69,7 +85,10 @@ class HostConfig(_Frozen):
         100, ge=1, le=10000, description="Pages sampled per sampling period (src: ESX 100)."
     )
     sample_period_s: float = Field(
-        30.0, gt=0, le=3600, description="Sampling period of the active-memory estimate, s (src)."
+        30.0,
+        ge=1e-3,
+        le=3600,
+        description="Sampling period of the active-memory estimate, s (src).",
     )
 
 
@@ -85,19 +104,19 @@ class DriverConfig(_Frozen):
         True, description="Never ask faster than the guest's reservation change rate (claim 8)."
     )
     alloc_mib_s: float = Field(
-        1024.0, gt=0, le=1e6, description="Inflation rate from guest-free pages, MiB/s."
+        1024.0, ge=0.1, le=1e6, description="Inflation rate from guest-free pages, MiB/s."
     )
     free_mib_s: float = Field(
-        2048.0, gt=0, le=1e6, description="Deflation rate (pages given back), MiB/s."
+        2048.0, ge=0.1, le=1e6, description="Deflation rate (pages given back), MiB/s."
     )
     max_request_mib_s: float = Field(
-        1024.0, gt=0, le=1e6, description="Rate a naive driver asks at regardless, MiB/s."
+        1024.0, ge=0.1, le=1e6, description="Rate a naive driver asks at regardless, MiB/s."
     )
     stall_s_per_mib: float = Field(
         0.02, ge=0, le=10, description="Guest time lost per MiB a naive driver asks in vain, s."
     )
     user_speed: float = Field(
-        0.25, gt=0, le=1, description="Speed of a user-level driver relative to a kernel one."
+        0.25, ge=0.01, le=1, description="Speed of a user-level driver relative to a kernel one."
     )
     max_balloon_frac: float = Field(
         0.65, ge=0, le=0.95, description="Balloon cap as a fraction of guest memory (src 65 %)."
@@ -148,7 +167,7 @@ class WorkloadConfig(_Frozen):
     )
     cpu_vcpus: float = Field(1.0, ge=0, le=1024, description="Base CPU demand, vCPUs.")
     diurnal_amp: float = Field(0.0, ge=0, le=0.95, description="Relative amplitude of the sine.")
-    diurnal_period_s: float = Field(3600.0, gt=0, le=1e7, description="Period of the sine, s.")
+    diurnal_period_s: float = Field(3600.0, ge=1, le=1e7, description="Period of the sine, s.")
     diurnal_phase: float = Field(
         0.0, ge=0, le=1, description="Phase of the sine as a fraction of the period."
     )
@@ -156,19 +175,21 @@ class WorkloadConfig(_Frozen):
         0.0, ge=0, le=1, description="Random extra phase per episode, fraction of the period."
     )
     burst_mult: float = Field(1.0, ge=1, le=20, description="Demand multiplier while bursting.")
-    burst_on_s: float = Field(120.0, gt=0, le=1e7, description="Mean length of a burst, s.")
-    burst_off_s: float = Field(600.0, gt=0, le=1e7, description="Mean time between bursts, s.")
+    burst_on_s: float = Field(120.0, ge=1, le=1e7, description="Mean length of a burst, s.")
+    burst_off_s: float = Field(600.0, ge=1, le=1e7, description="Mean time between bursts, s.")
     phase_mean_s: float = Field(
         0.0, ge=0, le=1e7, description="Mean time between phase changes, s; 0 = never."
     )
-    phase_low: float = Field(0.5, gt=0, le=10, description="Lowest level after a phase change.")
-    phase_high: float = Field(1.5, gt=0, le=10, description="Highest level after a phase change.")
+    phase_low: float = Field(0.5, ge=0.01, le=10, description="Lowest level after a phase change.")
+    phase_high: float = Field(
+        1.5, ge=0.01, le=10, description="Highest level after a phase change."
+    )
     leak_mib_s: float = Field(0.0, ge=0, le=1e4, description="Anonymous memory leak, MiB/s.")
     oom_restart_frac: float = Field(
-        0.5, gt=0, le=1, description="Footprint right after an OOM kill, fraction of normal."
+        0.5, ge=0.01, le=1, description="Footprint right after an OOM kill, fraction of normal."
     )
     oom_recover_s: float = Field(
-        300.0, gt=0, le=1e6, description="Time for the footprint to recover after an OOM, s."
+        300.0, ge=1, le=1e6, description="Time for the footprint to recover after an OOM, s."
     )
     touch_mib_s: float = Field(
         0.0, ge=0, le=1e6, description="Extra cold-page touches, MiB/s (0 = hot set only)."
@@ -176,6 +197,7 @@ class WorkloadConfig(_Frozen):
     trace_source: str = Field(
         "sample",
         min_length=1,
+        max_length=4096,
         description="kind trace: 'sample' (the packaged Bitbrains sample), a TraceBank .npz "
         "file or a directory of trace files.",
     )
@@ -184,7 +206,7 @@ class WorkloadConfig(_Frozen):
     )
     trace_mem_scale: float = Field(
         1.0,
-        gt=0,
+        ge=0.01,
         le=100,
         description="kind trace: footprint = used / provisioned memory * mem_mib * this.",
     )
@@ -212,13 +234,15 @@ class GuestConfig(_Frozen):
 
     name: str = Field("guest", min_length=1, max_length=64, description="Label in tables.")
     count: int = Field(1, ge=1, le=256, description="Number of identical guests of this kind.")
-    mem_mib: float = Field(8192.0, gt=0, le=2**22, description="Configured memory, MiB.")
-    min_mib: float = Field(1024.0, gt=0, le=2**22, description="Guaranteed memory, MiB.")
-    max_mib: float | None = Field(
-        None, gt=0, le=2**22, description="Upper allocation bound, MiB; default mem_mib."
+    mem_mib: float = Field(
+        8192.0, ge=2, le=2**22, description="Configured memory, MiB (up to 4 TiB)."
     )
-    kernel_mib: float = Field(256.0, gt=0, le=2**20, description="Kernel and pinned memory, MiB.")
-    shares: float = Field(1000.0, gt=0, le=1e6, description="Memory and CPU shares.")
+    min_mib: float = Field(1024.0, ge=2, le=2**22, description="Guaranteed memory, MiB.")
+    max_mib: float | None = Field(
+        None, ge=2, le=2**22, description="Upper allocation bound, MiB; default mem_mib."
+    )
+    kernel_mib: float = Field(256.0, ge=1, le=2**20, description="Kernel and pinned memory, MiB.")
+    shares: float = Field(1000.0, ge=1, le=1e6, description="Memory and CPU shares.")
     vcpus: int = Field(2, ge=1, le=256, description="Configured vCPUs.")
     vcpu_change_per_step: int = Field(
         1, ge=0, le=256, description="Most vCPUs reserved or released in one step; 0 disables."
@@ -227,10 +251,10 @@ class GuestConfig(_Frozen):
         0.05, ge=0, le=10, description="Guest stall per vCPU hot-(un)plugged, s (src: tens of ms)."
     )
     swap_mib: float = Field(4096.0, ge=0, le=2**22, description="Guest swap space, MiB.")
-    swap_out_mib_s: float = Field(100.0, gt=0, le=1e5, description="Guest swap-out rate, MiB/s.")
-    swap_in_mib_s: float = Field(100.0, gt=0, le=1e5, description="Guest swap-in rate, MiB/s.")
+    swap_out_mib_s: float = Field(100.0, ge=0.1, le=1e5, description="Guest swap-out rate, MiB/s.")
+    swap_in_mib_s: float = Field(100.0, ge=0.1, le=1e5, description="Guest swap-in rate, MiB/s.")
     cache_reclaim_mib_s: float = Field(
-        1024.0, gt=0, le=1e6, description="Rate the guest drops page cache, MiB/s."
+        1024.0, ge=0.1, le=1e6, description="Rate the guest drops page cache, MiB/s."
     )
     fault_s: float = Field(
         1e-4, ge=0, le=1.0, description="Stall per guest major fault (4 KiB page), s (src: SSD)."
@@ -318,14 +342,14 @@ class ScenarioConfig(_Frozen):
         pattern=r"^[a-z0-9][a-z0-9-]*$",
         description="Lower-case letters, digits and '-'; equal to the file name.",
     )
-    description: str = Field("", description="One line for tables and listings.")
-    dt_s: float = Field(10.0, gt=0, le=3600, description="Control interval, s (src: MOM 10 s).")
+    description: str = Field("", max_length=500, description="One line for tables and listings.")
+    dt_s: float = Field(10.0, ge=0.1, le=3600, description="Control interval, s (src: MOM 10 s).")
     episode_steps: int = Field(360, ge=1, le=10**6, description="Steps per episode.")
     action_mode: Literal["allocation", "delta"] = Field(
         "allocation", description="Actions set targets, or change them (DESIGN 3.8)."
     )
     delta_frac: float = Field(
-        0.1, gt=0, le=1, description="Delta mode: largest target change a step, frac of range."
+        0.1, ge=1e-3, le=1, description="Delta mode: largest target change a step, frac of range."
     )
     host: HostConfig = HostConfig()
     reward: RewardConfig = RewardConfig()
@@ -345,6 +369,17 @@ class ScenarioConfig(_Frozen):
                 out.append(g.model_copy(update={"name": name, "count": 1}))
         return out
 
+    @field_validator("guests")
+    @classmethod
+    def _check_guest_count(cls, guests: tuple[GuestConfig, ...]) -> tuple[GuestConfig, ...]:
+        total = sum(g.count for g in guests)
+        if total > MAX_GUESTS:
+            raise ValueError(
+                f"{total} guests (count expanded), at most {MAX_GUESTS} per host; "
+                "split them over several scenarios or lower count"
+            )
+        return guests
+
     @model_validator(mode="after")
     def _check_host_holds_minimums(self) -> ScenarioConfig:
         need = sum(g.floor_mib * g.count for g in self.guests) + self.host.reserved_mib
@@ -358,20 +393,66 @@ class ScenarioConfig(_Frozen):
         return self
 
 
+MAX_ERROR_LINES = 20
+"""Most field errors one message lists (the rest are counted)."""
+
+_TYPE_ERRORS = {"float_type", "int_type", "string_type", "bool_type", "dict_type", "model_type"}
+_TYPE_ERRORS |= {"tuple_type", "list_type", "literal_error", "int_from_float"}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _message(e: Any) -> str:
+    """One field error's text, with a fix where pydantic's own is unclear."""
+    kind, value = e["type"], e.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling (see docs/scenarios.md)"
+    if kind == "invalid_key":
+        return f"keys are field names, not {type(value).__name__}; remove the key or fix its name"
+    if kind == "finite_number":
+        return "must be a finite number (.nan and .inf are not allowed)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return f"{msg}; {_short(value)} is too large for a float"
+    if kind == "float_type" and isinstance(value, str) and _looks_numeric(value):
+        return f"{msg}; got the text {_short(value)}: write a number without quotes, e.g. 1.0e5"
+    if kind in _TYPE_ERRORS:
+        return f"{msg}; got {type(value).__name__} {_short(value)}"
+    return msg
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text.replace("_", ""))
+    except ValueError:
+        return False
+    return True
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid scenario {source}:"]
     errors = err.errors()
     guest_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "guests" for e in errors)
+    shown = 0
     for e in errors:
         if guest_errors and e["type"] == "too_short" and tuple(e["loc"]) == ("guests",):
             continue  # the list is not empty: its only guests were invalid, reported above
+        if shown == MAX_ERROR_LINES:
+            lines.append(f"  ... and {len(errors) - shown} more; fix the ones above first")
+            break
         path = ""
         for part in e["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling (see docs/scenarios.md)"
-        lines.append(f"  {path or '<root>'}: {msg}")
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif not (part.isascii() and part.isidentifier()):  # an odd unknown key: quoted
+                path += f"[{part if len(part) <= 30 else part[:27] + '...'!r}]"
+            else:
+                path += f".{part}" if path else part
+        lines.append(f"  {path or '<root>'}: {_message(e)}")
+        shown += 1
     return "\n".join(lines)
 
 
@@ -396,23 +477,92 @@ def parse_scenario(data: Any, source: str = "<dict>") -> ScenarioConfig:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+MAX_SCENARIO_BYTES = 2**20
+"""Largest scenario file read, bytes (a scenario is a few KiB)."""
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+"""Floats YAML 1.1 reads as text (``1e5``, ``1.0e5``, ``-2E-3``); YAML 1.2 reads them as floats."""
+
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects duplicate mapping keys (``safe_load`` keeps the last
+    silently) and reads ``1e5`` as a float."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys merged from an anchor may be overridden: that is the point
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {_short(key)} (first at line {first.start_mark.line + 1}); "
+                        "remove one of them",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+_ScenarioLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789")
+)
+
+
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text as scenario files are: safe tags only, duplicate keys rejected, ``1e5``
+    read as a float.
+
+    Raises:
+        ConfigError: Naming ``source``, the line and the problem.
+    """
+    try:
+        return yaml.load(text, Loader=_ScenarioLoader)  # a SafeLoader subclass: safe tags only
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = err.problem or err.context or "invalid YAML"
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply to be a scenario") from None
+
+
 def load_scenario_file(path: str | Path) -> ScenarioConfig:
     """Load and validate one scenario YAML file.
 
     Raises:
-        ConfigError: If the file is missing, is not valid YAML or fails validation.
+        ConfigError: If the file is missing, is a directory or not a regular file, is larger
+            than :data:`MAX_SCENARIO_BYTES`, is not UTF-8 or valid YAML, or fails validation.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file {path} does not exist") from None
+        if path.is_dir():
+            raise ConfigError(f"scenario file {path} is a directory; give the path of a .yaml file")
+        if not path.exists():
+            raise ConfigError(f"scenario file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"scenario file {path} is not a regular file; give a .yaml file")
+        size = path.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise ConfigError(
+                f"scenario file {path} is {size} bytes, more than the {MAX_SCENARIO_BYTES} a "
+                "scenario may have (a few KiB is usual); is it the right file?"
+            )
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"scenario file {path} cannot be read: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ConfigError(
             f"scenario file {path} is not UTF-8 text ({err.reason}); save it as UTF-8"
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"scenario file {path} is not valid YAML: {err}") from None
-    return parse_scenario(data, source=str(path))
+    return parse_scenario(load_yaml(text, source=f"scenario file {path}"), source=str(path))

@@ -7,11 +7,12 @@ YAML file, or a :class:`~balloon_gym.config.ScenarioConfig`.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from balloon_gym.config import ConfigError, ScenarioConfig, load_scenario_file
+from balloon_gym.config import ConfigError, ConfigTypeError, ScenarioConfig, load_scenario_file
 
 #: The v0 BalloonBench suite (DESIGN 5), in leaderboard order.
 BALLOONBENCH_V0: tuple[str, ...] = (
@@ -82,13 +83,30 @@ def load_scenario(scenario: str | Path | ScenarioConfig) -> ScenarioConfig:
     A relative ``trace_source`` in a YAML file is relative to the file's folder.
 
     Raises:
-        ConfigError: For an unknown name (the message lists the known ones), a missing file or
-            an invalid config.
+        ConfigTypeError: For any other type (``None``, bytes, a dict, ...).
+        ConfigError: For an unknown name (the message lists the known ones), a missing file, a
+            directory or an invalid config.
     """
     if isinstance(scenario, ScenarioConfig):
         return scenario
-    text = str(scenario)
-    if text.endswith((".yaml", ".yml")) or "/" in text or "\\\\" in text:
+    if not isinstance(scenario, str | os.PathLike):
+        hint = {
+            bytes: "; decode it to str first",
+            dict: "; turn a dict into a ScenarioConfig with balloon_gym.config.parse_scenario",
+        }.get(type(scenario), "")
+        raise ConfigTypeError(
+            "scenario must be a shipped scenario name (str), a path to a .yaml file or a "
+            f"ScenarioConfig; got {type(scenario).__name__} {repr(scenario)[:40]}{hint}"
+        )
+    text = os.fspath(scenario)
+    if not isinstance(text, str):
+        raise ConfigTypeError(f"scenario path must be text, got {text!r}; decode it to str first")
+    if not text.strip():
+        raise ConfigError(
+            f"scenario name is empty; known scenarios: {', '.join(list_scenarios())} "
+            "(or give a path to a .yaml file)"
+        )
+    if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
         return _load_file(text)
     if text not in list_scenarios():
         raise ConfigError(

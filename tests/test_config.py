@@ -68,7 +68,7 @@ BAD_FIELDS = {
     "negative-host-size": (
         lambda d: d["host"].update(mem_mib=-1.0),
         "host.mem_mib",
-        "greater than 0",
+        "greater than or equal to 64",
     ),
     "min-above-mem": (
         guest0(min_mib=9000.0),
@@ -358,8 +358,8 @@ def test_an_accepted_config_resets_with_non_negative_host_free_memory(slack, fra
 @st.composite
 def guest_sizes(draw, index):
     mem = draw(st.floats(16.0, 65536.0))
-    min_mib = mem * draw(st.floats(0.01, 1.0))
-    kernel = min_mib * draw(st.floats(0.01, 0.99))
+    min_mib = max(2.0, mem * draw(st.floats(0.01, 1.0)))
+    kernel = 1.0 + (min_mib - 1.0) * draw(st.floats(0.0, 0.99))
     frac = draw(st.floats(0.0, 0.95))
     # the balloon can take at most frac * mem, so max_mib cannot lie below mem * (1 - frac)
     low = max(min_mib, mem * (1.0 - frac))
@@ -386,7 +386,7 @@ def scenarios(draw):
     return {
         "name": "random",
         "dt_s": draw(st.sampled_from([1.0, 10.0, 60.0])),
-        "host": {"mem_mib": need * draw(st.floats(1.0, 3.0)), "reserved_mib": reserved},
+        "host": {"mem_mib": max(64.0, need * draw(st.floats(1.0, 3.0))), "reserved_mib": reserved},
         "guests": guests,
     }
 
@@ -416,3 +416,301 @@ def test_the_scenario_reference_in_docs_is_current():
     assert path.read_text(encoding="utf-8") == render(), (
         "docs/scenarios.md is stale: run python -m balloon_gym.config_docs > docs/scenarios.md"
     )
+
+
+# --- every numeric field at its bounds: the simulator stays finite -----------------------------
+
+_SECTIONS = {
+    (): "ScenarioConfig",
+    ("host",): "HostConfig",
+    ("reward",): "RewardConfig",
+    ("guests", 0): "GuestConfig",
+    ("guests", 0, "driver"): "DriverConfig",
+    ("guests", 0, "workload"): "WorkloadConfig",
+}
+
+
+def _bound_values(info):
+    """The smallest and largest value a field accepts (every numeric field has both)."""
+    from annotated_types import Ge, Le
+
+    lo = [m.ge for m in info.metadata if isinstance(m, Ge)]
+    hi = [m.le for m in info.metadata if isinstance(m, Le)]
+    return lo[0], hi[0]
+
+
+def _numeric_fields():
+    import balloon_gym.config as config
+
+    for path, model_name in _SECTIONS.items():
+        for name, info in getattr(config, model_name).model_fields.items():
+            if info.annotation in (float, int, float | None):
+                yield path, name, _bound_values(info)
+
+
+def _bounds_base():
+    return {
+        "name": "bounds",
+        "episode_steps": 1000,
+        "host": {"mem_mib": 32768, "reserved_mib": 1024},
+        "reward": {},
+        "guests": [
+            {
+                "name": "a",
+                "mem_mib": 8192,
+                "min_mib": 1024,
+                "driver": {},
+                "workload": {"kind": "bursty", "diurnal_amp": 0.5, "phase_mean_s": 600.0},
+            },
+            {"name": "b", "mem_mib": 8192, "min_mib": 2048, "workload": {"kind": "idle"}},
+        ],
+    }
+
+
+def _with_bound(path, name, value):
+    """The base scenario with one field at ``value``, other fields moved so it stays valid."""
+    d = _bounds_base()
+    section = d
+    for part in path:
+        section = section[part]
+    section[name] = value
+    g, big = d["guests"][0], 2**24
+    if path == ("guests", 0):
+        if name == "mem_mib":
+            g.update(min_mib=value, kernel_mib=min(max(1, value / 2), 2**20))
+            d["host"]["mem_mib"] = big
+        elif name in ("min_mib", "max_mib") and value >= 8192:
+            g.update(mem_mib=value, min_mib=value if name == "min_mib" else 1024)
+            d["host"]["mem_mib"] = big
+        elif name == "min_mib":
+            g.update(kernel_mib=max(1, value / 2))
+        elif name == "max_mib":
+            g.update(min_mib=value, kernel_mib=max(1, value / 2), mem_mib=value)
+        elif name == "kernel_mib" and value > 1000:
+            g.update(mem_mib=2 * value, min_mib=2 * value)
+            d["host"]["mem_mib"] = big
+        elif name == "count":
+            d["host"]["mem_mib"] = big
+    if path == ("host",) and name == "reserved_mib":
+        d["host"]["mem_mib"] = big
+    if path == ("host",) and name == "mem_mib" and value < 32768:
+        for guest in d["guests"]:
+            guest.update(mem_mib=value / 4, min_mib=value / 8, kernel_mib=value / 16)
+        d["host"]["reserved_mib"] = 0
+    if path == ("guests", 0, "workload") and name == "phase_low":
+        g["workload"]["phase_high"] = max(value, 1.5)
+    if path == ("guests", 0, "workload") and name == "phase_high":
+        g["workload"]["phase_low"] = min(value, 0.5)
+    return d
+
+
+def test_every_numeric_field_has_both_bounds():
+    fields = list(_numeric_fields())
+    assert len(fields) > 50
+    for _, _, (lo, hi) in fields:
+        assert lo < hi
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dt_s", [0.1, 10.0, 3600.0])
+def test_every_numeric_field_at_its_bounds_keeps_the_simulator_finite(dt_s, backend):
+    """One mixed batch: for each numeric field, a host with it at its min and one at its max;
+    50 steps of random actions give finite observations, rewards and info, with no numpy
+    warning (an overflow or a division by zero)."""
+    import warnings
+
+    from balloon_gym.envs import BalloonVectorEnv
+
+    if backend == "numba":
+        pytest.importorskip("numba")
+    configs, labels = [], []
+    for path, name, bounds in _numeric_fields():
+        for value in bounds:
+            data = _with_bound(path, name, value)
+            if (path, name) != ((), "dt_s"):
+                data["dt_s"] = dt_s
+            configs.append(parse_scenario(data, source=f"{path}.{name}={value}"))
+            labels.append(f"{'.'.join(map(str, path))}.{name}={value}")
+    env = BalloonVectorEnv(len(configs), configs, backend=backend)
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        obs, _ = env.reset(seed=0)
+        for _ in range(50):
+            obs, reward, _, _, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            bad = ~np.isfinite(obs).all(axis=1) | ~np.isfinite(reward)
+            for value in map(np.asarray, info.values()):
+                if value.dtype.kind == "f":
+                    bad |= ~np.isfinite(value.reshape(len(configs), -1)).all(axis=1)
+            assert not bad.any(), [labels[i] for i in np.flatnonzero(bad)]
+
+
+# --- YAML loading: duplicate keys, 1e5, non-finite numbers, odd files --------------------------
+
+GOOD_YAML = "name: mine\nhost:\n  mem_mib: 32768\nguests:\n  - {name: a}\n"
+
+
+def _file(tmp_path, text, name="mine.yaml"):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "first"),
+    [
+        ("name: mine\nname: other\nguests: [{}]\n", "'name'", 2, 1),
+        ("name: mine\nhost:\n  mem_mib: 1\n  mem_mib: 32768\nguests: [{}]\n", "'mem_mib'", 4, 3),
+        ("name: mine\nguests:\n  - {name: a, vcpus: 2, vcpus: 4}\n", "'vcpus'", 3, 3),
+    ],
+)
+def test_duplicate_yaml_keys_are_rejected_naming_the_key_and_lines(
+    tmp_path, text, key, line, first
+):
+    with pytest.raises(ConfigError) as err:
+        load_scenario_file(_file(tmp_path, text))
+    message = str(err.value)
+    assert f"duplicate key {key}" in message and f"line {line}," in message
+    assert f"first at line {first}" in message and "remove one" in message
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    text = (
+        "name: mine\nhost: {mem_mib: 32768}\n"
+        "guests:\n  - &base {name: a, vcpus: 2}\n  - {<<: *base, name: b, vcpus: 4}\n"
+    )
+    cfg = load_scenario_file(_file(tmp_path, text))
+    assert [g.vcpus for g in cfg.guests] == [2, 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e5", 1e5),
+        ("1.0e5", 1e5),
+        ("1E+4", 1e4),
+        ("2.5e-1", 0.25),
+        ("-1e0", -1.0),
+        ("1.0e+5", 1e5),
+    ],
+)
+def test_exponent_floats_read_as_floats(tmp_path, text, value):
+    path = _file(tmp_path, f"name: mine\nguests:\n  - {{workload: {{leak_mib_s: {text}}}}}\n")
+    if value < 0:
+        with pytest.raises(ConfigError, match="greater than or equal to 0"):
+            load_scenario_file(path)
+        return
+    if value > 1e4:
+        with pytest.raises(ConfigError, match="less than or equal to 10000"):
+            load_scenario_file(path)
+        return
+    assert load_scenario_file(path).guests[0].workload.leak_mib_s == value
+
+
+def test_exponent_floats_fill_a_float_field(tmp_path):
+    path = _file(
+        tmp_path, "name: mine\nhost: {swap_out_mib_s: 1e4, mem_mib: 3.2e4}\nguests: [{}]\n"
+    )
+    cfg = load_scenario_file(path)
+    assert cfg.host.swap_out_mib_s == 1e4 and cfg.host.mem_mib == 32000.0
+
+
+def test_a_quoted_number_gets_a_hint_to_drop_the_quotes():
+    with pytest.raises(ConfigError, match="without quotes") as err:
+        parse_scenario(with_change(lambda d: d["host"].update(mem_mib="32768")))
+    assert "host.mem_mib" in str(err.value)
+
+
+@pytest.mark.parametrize("text", [".nan", ".NaN", ".inf", "-.inf", ".Inf"])
+def test_non_finite_yaml_numbers_are_reported_as_not_finite(tmp_path, text):
+    path = _file(tmp_path, f"name: mine\ndt_s: {text}\nguests: [{{}}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_scenario_file(path)
+    assert "dt_s: must be a finite number" in str(err.value)
+    assert "less than" not in str(err.value) and "greater than" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_in_a_dict_are_reported_as_not_finite(value):
+    with pytest.raises(ConfigError, match=r"guests\[0\]\.mem_mib: must be a finite number"):
+        parse_scenario(with_change(guest0(mem_mib=value)))
+
+
+def test_an_integer_too_large_for_a_float_is_named():
+    with pytest.raises(ConfigError, match=r"host\.mem_mib: .*too large for a float"):
+        parse_scenario(with_change(lambda d: d["host"].update(mem_mib=10**400)))
+
+
+def test_a_directory_is_not_a_scenario_file(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_scenario_file(tmp_path)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_scenario(str(tmp_path) + "/")
+
+
+def test_a_fifo_is_not_read(tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    path = tmp_path / "pipe.yaml"
+    os.mkfifo(path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_scenario_file(path)  # reading it would block forever
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    from balloon_gym.config import MAX_SCENARIO_BYTES
+
+    path = _file(tmp_path, GOOD_YAML + "#" * MAX_SCENARIO_BYTES + "\n")
+    with pytest.raises(ConfigError, match="more than the 1048576"):
+        load_scenario_file(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "top level must be a mapping.*got NoneType"),
+        ("# only a comment\n", "top level must be a mapping.*got NoneType"),
+        ("- a\n- b\n", "top level must be a mapping.*got list"),
+        ("just text\n", "top level must be a mapping.*got str"),
+        (bytes(range(256)), "not UTF-8"),
+        (b"name: mine\x00\n", "not valid YAML.*#x0000"),
+        (b"\xff\xfename: mine\n", "not UTF-8"),
+        ("name: !!python/object:os.system x\nguests: [{}]\n", "not valid YAML.*line 1"),
+        ("name: mine\nguests: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)
+def test_odd_files_raise_one_config_error(tmp_path, content, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        load_scenario_file(_file(tmp_path, content))
+    assert "Traceback" not in str(err.value) and "\n  in " not in str(err.value)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    assert load_scenario_file(_file(tmp_path, b"\xef\xbb\xbf" + GOOD_YAML.encode())).name == "mine"
+
+
+def test_a_flood_of_errors_is_cut_to_a_readable_message():
+    from balloon_gym.config import MAX_ERROR_LINES
+
+    data = {"name": "mine", "guests": [{"mem_mib": "x"}] * 100, **{f"k{i}": 1 for i in range(50)}}
+    with pytest.raises(ConfigError) as err:
+        parse_scenario(data)
+    lines = str(err.value).splitlines()
+    assert len(lines) == MAX_ERROR_LINES + 2
+    assert lines[-1].startswith("  ... and ") and "more" in lines[-1]
+
+
+def test_more_guests_than_a_host_may_have_are_rejected():
+    data = with_change(lambda d: d.update(guests=[{"count": 256}] * 5))
+    with pytest.raises(ConfigError, match=r"guests: 1280 guests .* at most 1024"):
+        parse_scenario(data)
+
+
+def test_an_overlong_description_is_rejected():
+    with pytest.raises(ConfigError, match="description: String should have at most 500"):
+        parse_scenario(with_change(lambda d: d.update(description="x" * 501)))

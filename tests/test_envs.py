@@ -21,7 +21,10 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import balloon_gym
 from balloon_gym import BalloonEnv, BalloonVectorEnv, ConfigError, core
+from balloon_gym.config import ConfigTypeError
 from balloon_gym.core.params import params_from_scenario, repeat_params
+from balloon_gym.envs import batch as batch_module
+from balloon_gym.envs.batch import BACKENDS, MAX_NUM_ENVS
 from balloon_gym.scenarios import env_id, list_scenarios, load_scenario
 
 SCENARIOS = list_scenarios()
@@ -665,3 +668,312 @@ def test_info_derived_keys_equal_the_core_helpers(backend):
     )
     masked = np.where(params.guest_mask, state.alloc_target, 0.0)
     np.testing.assert_array_equal(info["alloc_target_mib"], masked)
+
+
+# --- bad input: constructor arguments, seeds, options, actions --------------------------------
+
+
+def _vec(**kw):
+    return BalloonVectorEnv(**{"num_envs": 2, **kw})
+
+
+# (factory, exception, words the message must hold)
+BAD_ARGUMENTS = {
+    "single-scenario-none": (lambda: BalloonEnv(scenario=None), ConfigTypeError, "scenario"),
+    "vector-scenario-none": (lambda: _vec(scenario=None), ConfigTypeError, "scenario"),
+    "scenario-int": (lambda: BalloonEnv(scenario=3), ConfigTypeError, "got int 3"),
+    "scenario-bytes": (lambda: BalloonEnv(scenario=b"idle-tax"), ConfigTypeError, "bytes"),
+    "scenario-dict": (lambda: _vec(scenario={"name": "x"}), ConfigTypeError, "got dict"),
+    "scenario-item-none": (
+        lambda: _vec(scenario=["idle-tax", None]),
+        ConfigTypeError,
+        "scenario[1]",
+    ),
+    "scenario-empty-name": (lambda: BalloonEnv(scenario=""), ConfigError, "empty"),
+    "scenario-empty-list": (lambda: _vec(scenario=[]), ConfigError, "list is empty"),
+    "num-envs-float": (lambda: BalloonVectorEnv(2.0), ConfigTypeError, "num_envs=2"),
+    "num-envs-str": (lambda: BalloonVectorEnv("3"), ConfigTypeError, "num_envs must be an integer"),
+    "num-envs-bool": (lambda: BalloonVectorEnv(True), ConfigTypeError, "got bool"),
+    "num-envs-none": (lambda: BalloonVectorEnv(None), ConfigTypeError, "num_envs"),
+    "num-envs-zero": (lambda: BalloonVectorEnv(0), ConfigError, "num_envs must be in [1, "),
+    "num-envs-negative": (lambda: BalloonVectorEnv(-4), ConfigError, "num_envs must be in"),
+    "num-envs-huge": (lambda: BalloonVectorEnv(10**12), ConfigError, f"{MAX_NUM_ENVS}]"),
+    "max-guests-str": (lambda: BalloonEnv(max_guests="2"), ConfigTypeError, "max_guests"),
+    "max-guests-float": (lambda: BalloonEnv(max_guests=2.5), ConfigTypeError, "max_guests"),
+    "max-guests-zero": (lambda: BalloonEnv(max_guests=0), ConfigError, "max_guests"),
+    "max-guests-huge": (lambda: BalloonEnv(max_guests=10**9), ConfigError, "[1, 1024]"),
+    "max-guests-too-few": (lambda: BalloonEnv(max_guests=1), ConfigError, "raise max_guests"),
+    "steps-str": (lambda: BalloonEnv(max_episode_steps="5"), ConfigTypeError, "max_episode_steps"),
+    "steps-float": (
+        lambda: BalloonEnv(max_episode_steps=2.5),
+        ConfigTypeError,
+        "max_episode_steps",
+    ),
+    "steps-zero": (lambda: _vec(max_episode_steps=0), ConfigError, "max_episode_steps"),
+    "steps-huge": (lambda: BalloonEnv(max_episode_steps=2**70), ConfigError, "max_episode_steps"),
+    "render-mode-int": (lambda: BalloonEnv(render_mode=1), ConfigTypeError, "render_mode"),
+    "trace-split-int": (lambda: BalloonEnv(trace_split=1), ConfigTypeError, "trace_split"),
+    "trace-split-unknown": (lambda: _vec(trace_split="test"), ConfigError, "train, heldout, all"),
+    "backend-unknown": (lambda: BalloonEnv(backend="jax"), ConfigError, "numpy, numba"),
+    "backend-int": (lambda: _vec(backend=3), ConfigTypeError, "backend"),
+    "autoreset-unknown": (lambda: _vec(autoreset_mode="x"), ConfigError, "SAME_STEP"),
+    "autoreset-disabled": (
+        lambda: _vec(autoreset_mode=AutoresetMode.DISABLED),
+        ConfigError,
+        "NEXT_STEP",
+    ),
+    "make-scenario-none": (
+        lambda: gymnasium.make("BalloonGym/IdleTax-v0", scenario=None),
+        ConfigTypeError,
+        "scenario must be",
+    ),
+    "make-vec-num-envs-float": (
+        lambda: gymnasium.make_vec(
+            "BalloonGym/IdleTax-v0", num_envs=2.0, vectorization_mode="vector_entry_point"
+        ),
+        ConfigTypeError,
+        "num_envs",
+    ),
+    "make-backend": (
+        lambda: gymnasium.make("BalloonGym/IdleTax-v0", backend="x"),
+        ConfigError,
+        "backend",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS, ids=list(BAD_ARGUMENTS))
+def test_bad_constructor_argument_raises_a_clear_config_error(case):
+    make, error, words = BAD_ARGUMENTS[case]
+    with pytest.raises(error) as err:
+        make()
+    assert words in str(err.value)
+    assert isinstance(err.value, ConfigError)  # ConfigTypeError is both ValueError and TypeError
+
+
+def test_config_type_error_is_a_type_error_and_a_value_error():
+    assert issubclass(ConfigTypeError, TypeError) and issubclass(ConfigTypeError, ValueError)
+
+
+def test_numpy_integers_are_accepted_where_ints_are():
+    env = BalloonVectorEnv(
+        np.int64(2), "idle-tax", max_guests=np.int32(3), max_episode_steps=np.uint8(4)
+    )
+    assert env.num_envs == 2 and type(env.num_envs) is int and env.max_guests == 3
+    obs, _ = env.reset(seed=np.int64(7))
+    twin_obs, _ = BalloonVectorEnv(2, "idle-tax", max_guests=3).reset(seed=7)
+    np.testing.assert_array_equal(obs, twin_obs)
+
+
+def test_a_scenario_list_longer_than_num_envs_is_rejected_not_dropped():
+    with pytest.raises(ConfigError, match=r"\['large'\] would get no env"):
+        BalloonVectorEnv(1, ["idle-tax", "large"])
+
+
+def test_a_scenario_list_is_assigned_round_robin():
+    env = BalloonVectorEnv(5, ["idle-tax", "bursty"])
+    assert [c.name for c in env.scenarios] == ["idle-tax", "bursty"] * 2 + ["idle-tax"]
+
+
+def test_a_batch_larger_than_the_machine_memory_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr(batch_module, "_physical_memory_bytes", lambda: 2**20)
+    with pytest.raises(ConfigError, match=r"needs about .* GiB .* fewer hosts") as err:
+        BalloonVectorEnv(1000, "idle-tax")
+    assert "1000 hosts x 2 guest slots" in str(err.value)
+    monkeypatch.setattr(batch_module, "_physical_memory_bytes", lambda: None)  # OS does not say
+    assert BalloonVectorEnv(2, "idle-tax").num_envs == 2
+
+
+def test_a_directory_as_scenario_raises_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        BalloonEnv(str(tmp_path) + "/")
+    with pytest.raises(ConfigError, match="is a directory"):
+        BalloonVectorEnv(2, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "words"),
+    [
+        (-1, ConfigError, "seed must be >= 0"),
+        ("a", ConfigTypeError, "got str"),
+        (1.5, ConfigTypeError, "got float"),
+        (True, ConfigTypeError, "got bool"),
+        ([1], ConfigTypeError, "got list"),
+    ],
+)
+@pytest.mark.parametrize("make", [BalloonEnv, _vec], ids=["single", "vector"])
+def test_bad_seeds_raise_a_clear_error(make, seed, error, words):
+    env = make(scenario="idle-tax")
+    with pytest.raises(error, match=words):
+        env.reset(seed=seed)
+
+
+@pytest.mark.parametrize("make", [BalloonEnv, _vec], ids=["single", "vector"])
+def test_a_huge_seed_is_a_valid_reproducible_seed(make):
+    first, _ = make(scenario="bursty").reset(seed=2**70)
+    again, _ = make(scenario="bursty").reset(seed=2**70)
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [({"bad": 1}, ConfigError, r"\['bad'\] not supported"), ([1], ConfigTypeError, "dict or None")],
+)
+@pytest.mark.parametrize("make", [BalloonEnv, _vec], ids=["single", "vector"])
+def test_reset_options_are_rejected_not_ignored(make, options, error, words):
+    env = make(scenario="idle-tax")
+    with pytest.raises(error, match=words):
+        env.reset(seed=0, options=options)
+    env.reset(seed=0, options={})  # empty options are fine
+    env.reset(seed=0, options=None)
+
+
+def _bad_actions(shape):
+    """Actions of the right size but not an array of real numbers."""
+    zeros = np.zeros(shape)
+    return {
+        "dict": {"memory": zeros},
+        "complex": zeros.astype(complex),
+        "complex-imag": zeros + 1j,
+        "text-array": zeros.astype(str),
+        "text": "0" * shape[-1],
+        "bool": zeros.astype(bool),
+        "object-none": np.full(shape, None),
+        "none": None,
+        "datetime": zeros.astype("datetime64[s]"),
+        "ragged": [[0.0], [0.0, 1.0]]
+        if len(shape) == 1
+        else [[0.0]] * (shape[0] - 1) + [[0.0, 1.0]],
+    }
+
+
+BAD_ACTION_KINDS = list(_bad_actions((4,)))
+
+
+@pytest.mark.parametrize("kind", BAD_ACTION_KINDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_env_rejects_actions_that_are_not_real_numbers_and_keeps_its_state(kind, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    env, twin = BalloonEnv("bursty", backend=backend), BalloonEnv("bursty", backend=backend)
+    env.reset(seed=3)
+    twin.reset(seed=3)
+    with pytest.raises(ConfigTypeError, match="action"):
+        env.step(_bad_actions(env.action_space.shape)[kind])
+    action = random_actions(env.action_space, 1, seed=2)[0]
+    np.testing.assert_array_equal(env.step(action)[0], twin.step(action)[0])
+
+
+@pytest.mark.parametrize("kind", BAD_ACTION_KINDS)
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_vector_env_rejects_actions_that_are_not_real_numbers_and_keeps_its_state(kind, mode):
+    venv, twin = (BalloonVectorEnv(2, "bursty", autoreset_mode=mode) for _ in range(2))
+    venv.reset(seed=3)
+    twin.reset(seed=3)
+    with pytest.raises(ConfigTypeError, match="action"):
+        venv.step(_bad_actions(venv.action_space.shape)[kind])
+    action = random_actions(venv.action_space, 1, seed=2)[0]
+    np.testing.assert_array_equal(venv.step(action)[0], twin.step(action)[0])
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 4), dtype=complex), np.zeros((3, 4)), {"a": 1}])
+def test_next_step_reset_of_every_env_still_checks_the_ignored_action(bad):
+    venv = BalloonVectorEnv(2, "idle-tax", max_episode_steps=1)
+    venv.reset(seed=0)
+    venv.step(np.zeros((2, 4)))  # both truncated: the next step resets both, ignoring actions
+    t_before = venv.batch.state.t.copy()
+    with pytest.raises(ValueError, match="action"):
+        venv.step(bad)
+    np.testing.assert_array_equal(venv.batch.state.t, t_before)
+    venv.step(np.zeros((2, 4)))
+    np.testing.assert_array_equal(venv.batch.state.t, [0, 0])
+
+
+@pytest.mark.parametrize(
+    "as_given",
+    [
+        lambda a: a.tolist(),
+        lambda a: np.rint(a).astype(np.int64),
+        lambda a: np.rint(a).astype(np.int8).tolist(),
+        lambda a: a.astype(np.float16),
+        lambda a: a.astype(np.float32),
+    ],
+    ids=["list", "int64", "int-list", "float16", "float32"],
+)
+def test_lists_and_int_or_other_float_actions_equal_their_float64_values(as_given):
+    env, twin = BalloonEnv("bursty"), BalloonEnv("bursty")
+    env.reset(seed=1)
+    twin.reset(seed=1)
+    for action in random_actions(env.action_space, 4, seed=3).astype(np.float64):
+        given = as_given(action)
+        obs = env.step(given)[0]
+        np.testing.assert_array_equal(obs, twin.step(np.asarray(given, dtype=np.float64))[0])
+
+
+@pytest.mark.parametrize("action", [np.float32(0.0), np.array(0.0), 0.0, []])
+def test_scalar_and_empty_actions_raise_a_shape_error(action):
+    env = BalloonEnv("idle-tax")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action has shape"):
+        env.step(action)
+
+
+# --- observations are arrays the caller owns --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_env_observations_are_owned_by_the_caller(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    env, twin = BalloonEnv("bursty", backend=backend), BalloonEnv("bursty", backend=backend)
+    obs, _ = env.reset(seed=4)
+    twin.reset(seed=4)
+    seen = [obs]
+    for action in random_actions(env.action_space, 4, seed=1):
+        for old in seen:
+            old[:] = -7.0  # the caller scribbles over every observation it was given
+        obs = env.step(action)[0]
+        assert not any(np.shares_memory(obs, old) for old in seen)
+        np.testing.assert_array_equal(obs, twin.step(action)[0])
+        assert not np.shares_memory(obs, env._batch.observe())
+        seen.append(obs)
+    assert env.render() is None  # and the env still works
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_vector_env_observations_are_owned_by_the_caller(backend, mode):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    kw = {"max_episode_steps": 3, "autoreset_mode": mode, "backend": backend}
+    venv, twin = BalloonVectorEnv(2, "bursty", **kw), BalloonVectorEnv(2, "bursty", **kw)
+    obs, _ = venv.reset(seed=4)
+    twin.reset(seed=4)
+    seen = [obs]
+    for action in random_actions(venv.action_space, 8, seed=1):
+        for old in seen:
+            old[:] = -7.0
+        obs, _, _, _, info = venv.step(action)
+        t_obs, _, _, _, t_info = twin.step(action)
+        np.testing.assert_array_equal(obs, t_obs)
+        if "final_obs" in info:
+            np.testing.assert_array_equal(info["final_obs"], t_info["final_obs"])
+            assert not np.shares_memory(info["final_obs"], obs)
+            seen.append(info["final_obs"])
+        assert not any(np.shares_memory(obs, old) for old in seen)
+        np.testing.assert_array_equal(venv.batch.observe(), t_obs)
+        seen.append(obs)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BalloonEnv(foo=1),
+        lambda: BalloonVectorEnv(2, foo=1),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v0", foo=1),
+    ],
+    ids=["single", "vector", "make"],
+)
+def test_an_unknown_keyword_argument_raises_type_error_naming_it(make):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+        make()

@@ -10,6 +10,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize, is_vecenv_wrapped
 
 from balloon_gym import ConfigError, core
+from balloon_gym.config import ConfigTypeError
 from balloon_gym.envs.sb3 import BalloonSB3VecEnv
 
 N_ENVS = 3
@@ -186,3 +187,70 @@ def test_construction_emits_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         BalloonSB3VecEnv(num_envs=2, scenario="idle-tax")
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"num_envs": 2.0}, ConfigTypeError, "num_envs=2"),
+        ({"num_envs": "3"}, ConfigTypeError, "num_envs"),
+        ({"num_envs": 0}, ConfigError, "num_envs"),
+        ({"num_envs": 1, "scenario": ["idle-tax", "large"]}, ConfigError, "would get no env"),
+        ({"scenario": None}, ConfigTypeError, "scenario"),
+        ({"max_episode_steps": 2.5}, ConfigTypeError, "max_episode_steps"),
+        ({"backend": "jax"}, ConfigError, "numpy, numba"),
+    ],
+)
+def test_bad_constructor_argument_raises_config_error(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        BalloonSB3VecEnv(**{"num_envs": 2, "scenario": "idle-tax", **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("seed", "error"), [(-1, ConfigError), ("a", ConfigTypeError), (1.5, ConfigTypeError)]
+)
+def test_bad_seed_raises_at_seed_time(venv, seed, error):
+    with pytest.raises(error, match="seed"):
+        venv.seed(seed)
+    assert venv.seed(np.int64(3)) == [3, 4, 5]
+
+
+def test_non_empty_reset_options_are_rejected(venv):
+    with pytest.raises(ConfigError, match="not supported"):
+        venv.set_options({"bad": 1})
+    with pytest.raises(ConfigError, match="not supported"):
+        venv.set_options([{}, {"bad": 1}, {}])
+    venv.set_options({})
+    venv.set_options(None)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"a": 1}, np.zeros((N_ENVS, 4), dtype=complex), np.full((N_ENVS, 4), "0"), None],
+    ids=["dict", "complex", "text", "none"],
+)
+def test_actions_that_are_not_real_numbers_raise_at_step_async(venv, bad):
+    venv.reset()
+    t_before = venv.batch.state.t.copy()
+    with pytest.raises(ConfigTypeError, match="action"):
+        venv.step_async(bad)
+    np.testing.assert_array_equal(venv.batch.state.t, t_before)
+    venv.step(random_actions(venv, 1)[0])  # still usable
+
+
+def test_observations_are_owned_by_the_caller(venv):
+    obs = venv.reset()
+    seen = [obs]
+    for action in random_actions(venv, 7):
+        for old in seen:
+            old[:] = -7.0
+        obs, _, dones, infos = venv.step(action)
+        assert not any(np.shares_memory(obs, old) for old in seen)
+        for i in np.flatnonzero(dones):
+            terminal = infos[i]["terminal_observation"]
+            assert not np.shares_memory(terminal, obs) and (terminal >= 0).all()
+        seen.append(obs)
+    assert (obs >= 0).all()

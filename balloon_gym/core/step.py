@@ -21,10 +21,12 @@ One step is one control interval ``dt_s``. Its sub-steps, in order:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from balloon_gym.config import ConfigTypeError
 from balloon_gym.core import balloon, cpu, guest, host, perf, reward, workload
 from balloon_gym.core.params import Params
 from balloon_gym.core.rows import row_sum, row_sum_keep
@@ -54,6 +56,45 @@ class StepOutput(NamedTuple):
     parts: dict[str, np.ndarray]  # unweighted reward parts, each (num_envs,)
 
 
+_DTYPE_HINTS = {
+    "b": "bool: give numbers in [-1, 1]",
+    "c": "complex: give real numbers (np.real(action) if the imaginary parts are zero)",
+    "U": "text: give numbers, not strings",
+    "S": "bytes: give numbers, not strings",
+    "O": "object: give numbers (a list holding None, dicts or arrays of other lengths?)",
+    "M": "datetime: give numbers",
+    "m": "timedelta: give numbers",
+    "V": "structured: give a plain array of numbers",
+}
+
+
+def as_action_array(action: Any) -> np.ndarray:
+    """``action`` as an array of real numbers (float, int or uint), without a copy when it is
+    one already: O(1) for an ndarray (a type and a dtype check), ``np.asarray`` otherwise.
+
+    Raises:
+        ConfigTypeError: For a mapping, a ragged list, or a bool, complex, text or object dtype
+            (a ``ConfigError`` and a ``TypeError``): never a cast that loses or invents values.
+    """
+    if type(action) is not np.ndarray:
+        if isinstance(action, Mapping):
+            raise ConfigTypeError(
+                f"action must be an array of numbers, got {type(action).__name__}: the action "
+                "space is a Box, not a Dict"
+            )
+        try:
+            action = np.asarray(action)
+        except (ValueError, TypeError) as err:
+            raise ConfigTypeError(
+                f"action must be a rectangular array of numbers, got {type(action).__name__} "
+                f"that numpy cannot make one of ({str(err).split('.')[0]})"
+            ) from None
+    if action.dtype.kind not in "fiu":
+        hint = _DTYPE_HINTS.get(action.dtype.kind, "give numbers")
+        raise ConfigTypeError(f"action has dtype {action.dtype}, {hint}")
+    return action
+
+
 def split_action(action: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
     """Check an action batch and split it into memory and vCPU parts, each ``[G]``.
 
@@ -61,9 +102,10 @@ def split_action(action: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     infinite values raise, since no projection could give them a meaning.
 
     Raises:
+        ConfigTypeError: If the action is not an array of real numbers (:func:`as_action_array`).
         ValueError: If the shape is wrong or any entry is NaN or infinite.
     """
-    action = np.asarray(action, dtype=np.float64)
+    action = np.asarray(as_action_array(action), dtype=np.float64)
     n, g = params.guest_mask.shape
     if action.shape != (n, 2 * g):
         raise ValueError(
@@ -240,4 +282,12 @@ def step(
     return new_state, StepOutput(reward=r, parts=parts)
 
 
-__all__ = ["SUBSTEPS", "StepOutput", "consumed_mib", "reset", "split_action", "step"]
+__all__ = [
+    "SUBSTEPS",
+    "StepOutput",
+    "as_action_array",
+    "consumed_mib",
+    "reset",
+    "split_action",
+    "step",
+]

@@ -7,20 +7,130 @@ logic. It owns the state between calls, resets subsets of hosts, and builds ``in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from balloon_gym import core
-from balloon_gym.config import ConfigError, ScenarioConfig
+from balloon_gym.config import MAX_GUESTS, ConfigError, ConfigTypeError, ScenarioConfig
 from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
 from balloon_gym.core.rows import row_sum
 from balloon_gym.core.state import State, consumed_mib, host_memory_state
+from balloon_gym.core.step import as_action_array
 from balloon_gym.scenarios import load_scenario
 
 ScenarioLike = str | Path | ScenarioConfig
+
+MAX_NUM_ENVS = 2**20
+"""Most hosts in one batch."""
+
+MAX_EPISODE_STEPS = 10**9
+"""Largest ``max_episode_steps`` (10**9 steps of 0.1 s are three years)."""
+
+BYTES_PER_GUEST_SLOT = 2048
+"""Memory a batch takes per guest slot (hosts x max_guests) while stepping, bytes: measured
+1.7-1.9 KiB with the numpy backend (state, params, the step's temporaries and info). A batch
+whose estimate exceeds the machine's memory is refused."""
+
+_SCENARIO_HELP = (
+    "a shipped scenario name (str), a path to a .yaml file, a ScenarioConfig, "
+    "or a non-empty list of them"
+)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_int(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``: a Python or numpy integer, not a bool.
+
+    Raises:
+        ConfigTypeError: For any other type (``2.0`` and ``"3"`` included).
+        ConfigError: Outside the range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigTypeError(
+            f"{name} must be an integer, got {type(value).__name__} {_short(value)}"
+            + (f"; write {name}={int(value)}" if _is_whole(value) else "")
+        )
+    value = int(value)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and float(value).is_integer()
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str], none_ok: bool = False) -> Any:
+    """``value`` if it is one of ``choices`` (or None, if ``none_ok``); else a ConfigError."""
+    if value is None and none_ok:
+        return None
+    options = ", ".join(choices) + (" or None" if none_ok else "")
+    if not isinstance(value, str):
+        raise ConfigTypeError(
+            f"{name} must be one of {options}, got {type(value).__name__} {_short(value)}"
+        )
+    if value not in choices:
+        raise ConfigError(f"{name} {value!r} unknown; choose one of {options}")
+    return value
+
+
+def check_seed(seed: Any) -> int | None:
+    """A reset seed: None or a non-negative integer (Python or numpy; any size)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigTypeError(
+            f"seed must be a non-negative integer or None, got {type(seed).__name__} {_short(seed)}"
+        )
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0 (numpy seeds are non-negative), got {seed}")
+    return int(seed)
+
+
+def check_reset_options(options: Any) -> None:
+    """This environment takes no reset options: None or an empty mapping."""
+    if options is None:
+        return
+    if not isinstance(options, Mapping):
+        raise ConfigTypeError(
+            f"options must be a dict or None, got {type(options).__name__} {_short(options)}"
+        )
+    if options:
+        raise ConfigError(
+            f"reset options {sorted(map(str, options))} not supported: this environment takes "
+            "no reset options; pass options=None"
+        )
+
+
+def _physical_memory_bytes() -> int | None:
+    """The machine's memory, bytes; None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_batch_memory(num_envs: int, max_guests: int) -> None:
+    """Refuse a batch whose estimated memory exceeds the machine's (see
+    :data:`BYTES_PER_GUEST_SLOT`), before any of it is allocated."""
+    need = num_envs * max_guests * BYTES_PER_GUEST_SLOT
+    have = _physical_memory_bytes()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"a batch of {num_envs} hosts x {max_guests} guest slots needs about "
+            f"{need / 2**30:.1f} GiB ({BYTES_PER_GUEST_SLOT} bytes per slot), more than this "
+            f"machine's {have / 2**30:.1f} GiB; use fewer hosts (num_envs) or split them over "
+            "several batches"
+        )
+
 
 BACKENDS = ("numpy", "numba")
 """Implementations of ``step`` and ``observe``: ``numpy`` (the reference, default) and ``numba``
@@ -49,28 +159,59 @@ def backend_functions(backend: str) -> Backend:
     """The functions of a backend.
 
     Raises:
-        ValueError: For an unknown backend (the message lists :data:`BACKENDS`).
+        ConfigError: For an unknown backend (the message lists :data:`BACKENDS`), a
+            ValueError.
         ImportError: For ``"numba"`` without numba installed.
     """
+    check_choice(backend, "backend", BACKENDS)
     if backend == "numpy":
         return Backend(core.step, core.observe)
-    if backend == "numba":
-        from balloon_gym.core import fused  # numba is optional: imported only when asked for
+    from balloon_gym.core import fused  # numba is optional: imported only when asked for
 
-        fused.load_kernels()  # fail here, not at the first step, if numba is missing
-        return Backend(fused.step, fused.observe, fused.step_observe)
-    raise ValueError(f"backend {backend!r} unknown; choose one of {', '.join(BACKENDS)}")
+    fused.load_kernels()  # fail here, not at the first step, if numba is missing
+    return Backend(fused.step, fused.observe, fused.step_observe)
+
+
+def _is_scenario_like(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike | ScenarioConfig)
 
 
 def resolve_scenarios(
     scenario: ScenarioLike | Sequence[ScenarioLike], num_envs: int
 ) -> list[ScenarioConfig]:
-    """One config per env: a single scenario is repeated, a list is assigned round-robin."""
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    items = [scenario] if isinstance(scenario, str | Path | ScenarioConfig) else list(scenario)
+    """One config per env: a single scenario is repeated; a list is assigned round-robin (env
+    ``i`` runs ``scenario[i % len(scenario)]``), so a list longer than ``num_envs`` is an
+    error (its tail would get no env). A length that does not divide ``num_envs`` is allowed:
+    the first ``num_envs % len`` scenarios then get one env more.
+
+    Raises:
+        ConfigTypeError: ``num_envs`` not an integer, ``scenario`` or an item of the wrong type.
+        ConfigError: ``num_envs`` outside ``[1, MAX_NUM_ENVS]``, an empty list, a list longer
+            than ``num_envs``, an unknown scenario or an invalid file.
+    """
+    num_envs = check_int(num_envs, "num_envs", 1, MAX_NUM_ENVS)
+    if _is_scenario_like(scenario):
+        items = [scenario]
+    elif isinstance(scenario, Sequence) and not isinstance(scenario, bytes | bytearray):
+        items = list(scenario)
+    else:
+        raise ConfigTypeError(
+            f"scenario must be {_SCENARIO_HELP}; got {type(scenario).__name__} {_short(scenario)}"
+        )
     if not items:
         raise ConfigError("scenario list is empty; name at least one scenario")
+    for i, item in enumerate(items):
+        if not _is_scenario_like(item):
+            raise ConfigTypeError(
+                f"scenario[{i}] must be a shipped scenario name (str), a path to a .yaml file "
+                f"or a ScenarioConfig; got {type(item).__name__} {_short(item)}"
+            )
+    if len(items) > num_envs:
+        raise ConfigError(
+            f"scenario lists {len(items)} scenarios but num_envs={num_envs}: envs take the "
+            f"list round-robin, so {_short([str(getattr(s, 'name', s)) for s in items[num_envs:]])}"
+            f" would get no env; raise num_envs to at least {len(items)} or shorten the list"
+        )
     configs = [load_scenario(s) for s in items]
     return [configs[i % len(configs)] for i in range(num_envs)]
 
@@ -85,9 +226,19 @@ def build_params(
     ``trace_split`` overrides the split trace guests draw VMs from (``"heldout"`` for
     evaluation); None keeps each scenario's.
     """
-    if trace_split not in (None, "train", "heldout", "all"):
-        raise ValueError(f"trace_split {trace_split!r} unknown; use train, heldout, all or None")
-    width = max(c.num_guests for c in configs) if max_guests is None else max_guests
+    check_choice(trace_split, "trace_split", ("train", "heldout", "all"), none_ok=True)
+    widest = max(c.num_guests for c in configs)
+    if max_guests is None:
+        width = widest
+    else:
+        width = check_int(max_guests, "max_guests", 1, MAX_GUESTS)
+        if width < widest:
+            name = next(c.name for c in configs if c.num_guests == widest)
+            raise ConfigError(
+                f"scenario {name!r} has {widest} guests but max_guests={width}; raise max_guests "
+                "or leave it out (the default is the widest scenario's guest count)"
+            )
+    check_batch_memory(len(configs), width)
     cache: dict[int, Params] = {}
     rows = []
     for c in configs:
@@ -253,15 +404,18 @@ class Batch:
             per machine, then they load from numba's on-disk cache).
 
     Raises:
-        ValueError: For ``max_episode_steps < 1`` or an unknown backend.
+        ConfigError: For ``max_episode_steps`` not an integer in ``[1, MAX_EPISODE_STEPS]``
+            or an unknown backend.
         ImportError: For ``backend="numba"`` without numba installed.
     """
 
     def __init__(
         self, params: Params, max_episode_steps: int | None = None, backend: str = "numpy"
     ) -> None:
-        if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        if max_episode_steps is not None:
+            max_episode_steps = check_int(
+                max_episode_steps, "max_episode_steps", 1, MAX_EPISODE_STEPS
+            )
         self._backend = backend_functions(backend)
         self.backend = backend
         self.params = params
@@ -302,9 +456,17 @@ class Batch:
         self.state = State(*fields)
 
     def step(self, action: np.ndarray, rng: np.random.Generator):
-        """Advance all hosts; returns ``(reward, terminated, truncated, info)``."""
+        """Advance all hosts; returns ``(reward, terminated, truncated, info)``.
+
+        Raises:
+            RuntimeError: Before :meth:`reset`.
+            ConfigTypeError: For an action that is not an array of real numbers.
+            ValueError: For a wrong shape or a NaN or infinite entry (state and ``rng`` are
+                left untouched).
+        """
         if self.state is None:
             raise RuntimeError("call reset() before step()")
+        action = as_action_array(action)
         computed: dict[str, np.ndarray] = {}  # info keys the backend computed on the way
         if self._backend.step_observe is None:
             state, out = self._backend.step(self.state, action, self.params, rng)
@@ -320,8 +482,16 @@ class Batch:
         return out.reward, terminated, truncated, info
 
     def observe(self) -> np.ndarray:
-        """Observations of the current state (computed once per state; do not write to it)."""
+        """Observations of the current state, an array the caller owns.
+
+        The observation a step computed on the way (numba's ``step_observe``) is handed over
+        as it is, without a copy, and forgotten; a later call for the same state computes a
+        new one. So no two calls return the same array, and writing to one changes nothing in
+        the batch.
+        """
         assert self.state is not None
-        if self._obs is None:
-            self._obs = self._backend.observe(self.state, self.params)
-        return self._obs
+        obs = self._obs
+        if obs is None:
+            return self._backend.observe(self.state, self.params)
+        self._obs = None
+        return obs

@@ -22,7 +22,15 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from balloon_gym.envs.batch import Batch, ScenarioLike, build_params, resolve_scenarios
+from balloon_gym.core.step import as_action_array
+from balloon_gym.envs.batch import (
+    Batch,
+    ScenarioLike,
+    build_params,
+    check_reset_options,
+    check_seed,
+    resolve_scenarios,
+)
 from balloon_gym.envs.render import render_host
 from balloon_gym.envs.spaces import action_space, observation_space
 
@@ -31,6 +39,8 @@ _EPISODE_PARTS = ("score", "ooms", "host_swap_gib", "sla_misses")
 
 class BalloonSB3VecEnv(VecEnv):
     """``num_envs`` hosts as one SB3 ``VecEnv``; arguments as :class:`BalloonVectorEnv`.
+
+    Observations (and ``terminal_observation``) are arrays the caller owns.
 
     Arguments:
         num_envs: Hosts in the batch.
@@ -53,6 +63,7 @@ class BalloonSB3VecEnv(VecEnv):
         backend: str = "numpy",
     ) -> None:
         self.scenarios = resolve_scenarios(scenario, num_envs)
+        num_envs = len(self.scenarios)
         self._batch = Batch(
             build_params(self.scenarios, max_guests, trace_split), max_episode_steps, backend
         )
@@ -80,9 +91,21 @@ class BalloonSB3VecEnv(VecEnv):
             v[:] = 0.0
         return self._batch.reset(self._rng)
 
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Seed the next :meth:`reset` (SB3's rule: env ``i`` gets ``seed + i``); ``seed`` is
+        None or a non-negative integer."""
+        return super().seed(check_seed(seed))
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """This env takes no reset options: None, ``{}`` or a list of empty dicts."""
+        for item in options if isinstance(options, list) else [options]:
+            check_reset_options(item)
+        super().set_options(options)
+
     def step_async(self, actions: np.ndarray) -> None:
-        """Store the actions for :meth:`step_wait`."""
-        self._actions = np.asarray(actions)
+        """Store the actions for :meth:`step_wait`; raises ``ConfigTypeError`` at once for
+        actions that are not an array of real numbers."""
+        self._actions = as_action_array(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step every env, reset the finished ones in the same call."""

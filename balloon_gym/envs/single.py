@@ -9,7 +9,15 @@ import gymnasium as gym
 import numpy as np
 
 from balloon_gym.config import ScenarioConfig
-from balloon_gym.envs.batch import Batch, build_params, resolve_scenarios
+from balloon_gym.core.step import as_action_array
+from balloon_gym.envs.batch import (
+    Batch,
+    build_params,
+    check_choice,
+    check_reset_options,
+    check_seed,
+    resolve_scenarios,
+)
 from balloon_gym.envs.render import render_host
 from balloon_gym.envs.spaces import action_space, observation_space
 
@@ -45,7 +53,9 @@ class BalloonEnv(gym.Env):
     Memory targets are projected to what the host can hold (every guest keeps ``min_mib``, the
     rest scales down until the sum fits machine memory less the reserve and a 6 % margin).
     Finite values outside [-1, 1] are clipped; NaN or infinite values raise ``ValueError``.
-    Actions of padding slots are ignored.
+    Any real dtype (float or int), a list or an ndarray is fine; a dict, text, complex or bool
+    values raise ``ConfigTypeError`` (a ``ValueError`` and a ``TypeError``) rather than being
+    cast. A rejected step leaves the env as it was. Actions of padding slots are ignored.
 
     ## Observation Space
 
@@ -112,7 +122,11 @@ class BalloonEnv(gym.Env):
     real VMs trace-replay guests draw (evaluation uses "heldout"); ``backend`` is ``"numpy"``
     (the reference, default) or ``"numba"``: compiled kernels with the same numbers, ~4.5x
     faster for one env (``docs/speed.md``; needs ``pip install 'balloon-gym[fast]'``; the first
-    step compiles them once per machine).
+    step compiles them once per machine). Integer arguments take ``int`` or numpy integers
+    (not floats or bools: ``max_guests`` in [1, 1024], ``max_episode_steps`` in [1, 10**9]);
+    a bad argument raises :class:`~balloon_gym.config.ConfigError` (``ConfigTypeError`` for a
+    wrong type) naming it. ``reset`` takes ``seed`` None or a non-negative integer and no
+    ``options``. Observations returned by ``reset`` and ``step`` are arrays the caller owns.
 
     ``info`` holds the reward parts and the exact memory accounting (``kernel_mib``,
     ``anon_resident_mib``, ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``,
@@ -134,8 +148,7 @@ class BalloonEnv(gym.Env):
         trace_split: str | None = None,
         backend: str = "numpy",
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
+        check_choice(render_mode, "render_mode", self.metadata["render_modes"], none_ok=True)
         (self.scenario,) = resolve_scenarios(scenario, 1)
         self._batch = Batch(
             build_params([self.scenario], max_guests, trace_split), max_episode_steps, backend
@@ -159,14 +172,27 @@ class BalloonEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; see the class docstring for the starting state."""
+        """Start an episode; see the class docstring for the starting state.
+
+        ``seed`` is None or a non-negative integer; there are no ``options`` (None or ``{}``).
+        The observation is an array the caller owns (no later call writes to it).
+        """
+        seed = check_seed(seed)
+        check_reset_options(options)
         super().reset(seed=seed)
         obs = self._batch.reset(self.np_random)
         return obs[0], {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One control interval; raises ``ValueError`` on a non-finite action."""
-        action = np.asarray(action, dtype=np.float64)
+        """One control interval.
+
+        Raises:
+            ConfigTypeError: For an action that is not an array of real numbers (a dict, a
+                string, complex or bool values); a ``ValueError`` and a ``TypeError``.
+            ValueError: For a wrong shape or a NaN or infinite entry. A rejected step leaves the
+                env as it was.
+        """
+        action = as_action_array(action)
         if action.shape != self.action_space.shape:
             raise ValueError(
                 f"action has shape {action.shape}, expected {self.action_space.shape}: "

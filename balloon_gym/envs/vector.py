@@ -17,10 +17,15 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from balloon_gym.config import ConfigError
+from balloon_gym.core.step import as_action_array
 from balloon_gym.envs.batch import (
     Batch,
     ScenarioLike,
     build_params,
+    check_choice,
+    check_reset_options,
+    check_seed,
     resolve_scenarios,
 )
 from balloon_gym.envs.render import render_host
@@ -30,10 +35,15 @@ from balloon_gym.envs.spaces import action_space, observation_space
 class BalloonVectorEnv(VectorEnv):
     """``num_envs`` hosts stepped as one batch; a list of scenarios is assigned round-robin.
 
+    Observations returned by ``reset`` and ``step`` (and ``info["final_obs"]``) are arrays the
+    caller owns: the env keeps no reference to them and never writes to them again.
+
     Args:
-        num_envs: Hosts in the batch.
+        num_envs: Hosts in the batch: an ``int`` (or numpy integer) in ``[1, 2**20]``; a batch
+            whose estimated memory exceeds the machine's is refused.
         scenario: A shipped name, a YAML path, a ``ScenarioConfig``, or a list of them (mixed
-            batch, guests padded to the widest).
+            batch, guests padded to the widest): env ``i`` runs ``scenario[i % len(scenario)]``,
+            so the list may not be longer than ``num_envs``.
         max_guests: Guest slots per host (default: the widest scenario's guest count).
         max_episode_steps: Truncation length (default: each scenario's ``episode_steps``).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``.
@@ -58,12 +68,19 @@ class BalloonVectorEnv(VectorEnv):
         trace_split: str | None = None,
         backend: str = "numpy",
     ) -> None:
-        mode = AutoresetMode(autoreset_mode)
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode {mode} not supported; use NEXT_STEP or SAME_STEP")
-        if render_mode is not None and render_mode != "ansi":
-            raise ValueError(f"render_mode {render_mode!r} not supported; use 'ansi' or None")
+        supported = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            mode = None
+        if mode not in supported:
+            raise ConfigError(
+                f"autoreset_mode {autoreset_mode!r} not supported; use AutoresetMode.NEXT_STEP "
+                "('NextStep') or AutoresetMode.SAME_STEP ('SameStep')"
+            )
+        check_choice(render_mode, "render_mode", self.metadata["render_modes"], none_ok=True)
         self.scenarios = resolve_scenarios(scenario, num_envs)
+        num_envs = len(self.scenarios)
         self._batch = Batch(
             build_params(self.scenarios, max_guests, trace_split), max_episode_steps, backend
         )
@@ -87,7 +104,10 @@ class BalloonVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every host. ``seed`` seeds the batch's one generator (Gymnasium's rules)."""
+        """Reset every host. ``seed`` (None or a non-negative integer) seeds the batch's one
+        generator (Gymnasium's rules); there are no ``options`` (None or ``{}``)."""
+        seed = check_seed(seed)
+        check_reset_options(options)
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         obs = self._batch.reset(self._np_random)
@@ -97,9 +117,16 @@ class BalloonVectorEnv(VectorEnv):
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every host; see the module docstring for autoreset."""
+        """Step every host; see the module docstring for autoreset.
+
+        Raises:
+            RuntimeError: Before ``reset``.
+            ConfigTypeError: For actions that are not an array of real numbers.
+            ValueError: For a wrong shape or a NaN or infinite entry; the env is left as it was.
+        """
         if self._batch.state is None:
             raise RuntimeError("call reset() before step()")
+        actions = as_action_array(actions)
         if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._needs_reset.any():
             return self._step_with_reset(actions)
         reward, terminated, truncated, step_info = self._batch.step(actions, self._np_random)
@@ -118,7 +145,13 @@ class BalloonVectorEnv(VectorEnv):
         """NEXT_STEP: envs that ended last step reset now; the others step."""
         resetting = self._needs_reset.copy()
         n = self.num_envs
-        if resetting.all():
+        if resetting.all():  # every action is ignored, but a malformed one is still an error
+            if actions.shape != self.action_space.shape:
+                raise ValueError(
+                    f"action has shape {actions.shape}, expected (num_envs, 2 * max_guests) = "
+                    f"{self.action_space.shape}: memory actions for every guest slot, then vCPU "
+                    "actions"
+                )
             self._batch.reset(self._np_random)
             reward, info = np.zeros(n), {}
         else:
