@@ -152,7 +152,7 @@ def test_bad_arguments_exit_2_before_training(tmp_path: Path) -> None:
         (["--timesteps", "abc"], "--timesteps: expected a whole number like 200000 or 2e5"),
         (["--timesteps", "1e99"], "--timesteps must be in 1..1e+12, got 1e+99"),
         (["--timesteps", "0"], "--timesteps must be in 1..1e+12, got 0"),
-        (["--scenario", "/"], "--scenario /: cannot read it as a scenario"),
+        (["--scenario", "/"], "scenario file / is a directory; give the path of a .yaml file"),
         (["--hp", "a.b.c=1"], "keys have at most two parts"),
         (["--hp", "learning_rate"], "expected key=value"),
         (["--hp", "eval_freq=abc"], '--hp eval_freq="abc": expected an integer'),
