@@ -198,7 +198,7 @@ def _fixtures(tmp: Path) -> None:
         (["--scenarios", ""], "--scenarios is empty"),
         (["--scenarios", ",,"], "--scenarios is empty"),
         (["--scenarios", "{tmp}/a-dir"], "a-dir is a directory; give the path of a .yaml file"),
-        (["--scenarios", "{tmp}/a-dir/"], "a-dir/ is a directory; give the path of a .yaml file"),
+        (["--scenarios", "{tmp}/a-dir/"], "a-dir is a directory; give the path of a .yaml file"),
         (["--scenarios", "{tmp}/bad.yaml"], "host.mem_mib"),
         (["--scenarios", "{tmp}/no-traces.yaml"], "missing-traces' does not exist"),
         (["--scenarios", "{tmp}/bad-bank.yaml"], "bank.npz' is not a TraceBank .npz"),
