@@ -110,3 +110,13 @@ def test_import_balloon_gym_still_registers_every_id_for_gymnasium() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert proc.stdout.strip() == "BalloonEnv"
+
+
+def test_autoreset_is_written_once_in_the_batch_runner() -> None:
+    """Adapters call ``Batch.step_autoreset``; none resets finished episodes itself."""
+    for name in ("vector.py", "sb3.py", "single.py"):
+        text = (ROOT / "balloon_gym" / "envs" / name).read_text(encoding="utf-8")
+        assert "reset_where" not in text, name
+    for name in ("vector.py", "sb3.py"):
+        text = (ROOT / "balloon_gym" / "envs" / name).read_text(encoding="utf-8")
+        assert "step_autoreset(" in text, name

@@ -19,7 +19,7 @@ from balloon_gym.config import MAX_GUESTS, ConfigError, ConfigTypeError, Scenari
 from balloon_gym.core.params import Params, params_from_scenario, select_params, stack_params
 from balloon_gym.core.rows import row_sum
 from balloon_gym.core.state import State, consumed_mib, host_memory_state
-from balloon_gym.core.step import as_action_array
+from balloon_gym.core.step import as_action_array, split_action
 from balloon_gym.scenarios import load_scenario
 
 ScenarioLike = str | Path | ScenarioConfig
@@ -142,6 +142,18 @@ ObserveFn = Callable[[State, Params], np.ndarray]
 StepObserveFn = Callable[
     [State, np.ndarray, Params, np.random.Generator], tuple[State, Any, np.ndarray, dict[str, Any]]
 ]
+
+
+class AutoresetStep(NamedTuple):
+    """What :meth:`Batch.step_autoreset` returns (arrays ``(num_envs, ...)``)."""
+
+    obs: np.ndarray  # observation after the call (a reset host's first one)
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: StepInfo | None  # None when every host was reset instead of stepped
+    final_obs: np.ndarray | None  # same step: the observation in which each episode ended
+    done: np.ndarray  # episodes that ended in this call (same step: already reset)
 
 
 class Backend(NamedTuple):
@@ -301,6 +313,7 @@ class StepInfo(MutableMapping[str, Any]):
         computed: dict[str, np.ndarray] | None = None,
     ) -> None:
         self._state, self._params, self._parts = state, params, parts
+        self.steps = state.t  # steps taken in each host's episode, read before any reset
         self._static = _static_info(params) if static is None else static
         self._computed = computed or {}  # keys the backend computed on the way (numba)
         self._cache: dict[str, np.ndarray] = dict(self._computed)
@@ -480,6 +493,48 @@ class Batch:
         terminated = np.zeros(self.num_envs, dtype=bool)
         info = StepInfo(state, self.params, out.parts, self._static_info, computed)
         return out.reward, terminated, truncated, info
+
+    def step_autoreset(
+        self, action: np.ndarray, rng: np.random.Generator, pending: np.ndarray | None = None
+    ) -> AutoresetStep:
+        """One step with autoreset: the only place any adapter resets finished episodes.
+
+        Two rules, chosen by ``pending``:
+
+        * ``pending is None``, same step: every host steps; hosts whose episode ended in this
+          step are reset within it. Their last observation and info are returned beside the
+          first observation of their next episode (SB3's and Gymnasium's ``SAME_STEP``).
+        * ``pending`` a bool ``(num_envs,)``, next step: hosts marked pending (their episode
+          ended in the previous call) are reset instead of stepped, their action ignored and
+          their reward 0; the others step (Gymnasium's ``NEXT_STEP``). Nothing is reset at
+          the end of an episode; the caller marks the ended hosts pending for its next call.
+
+        Raises:
+            RuntimeError: Before :meth:`reset`.
+            ConfigTypeError, ValueError: For a bad action (as :meth:`step`; nothing changes).
+        """
+        if pending is not None and pending.all():
+            # Every action is ignored, but a malformed one is still an error.
+            action = as_action_array(action)
+            if action.shape != (self.num_envs, 2 * self.params.max_guests):
+                split_action(action, self.params)  # raises the shape error
+            obs = self.reset(rng)
+            none = np.zeros(self.num_envs, dtype=bool)
+            return AutoresetStep(obs, np.zeros(self.num_envs), none, none.copy(), None, None, none)
+        reward, terminated, truncated, info = self.step(action, rng)
+        if pending is not None:
+            if pending.any():
+                self.reset_where(pending, rng)
+                reward = np.where(pending, 0.0, reward)
+                terminated, truncated = terminated & ~pending, truncated & ~pending
+            done = terminated | truncated
+            return AutoresetStep(self.observe(), reward, terminated, truncated, info, None, done)
+        done = terminated | truncated
+        final_obs = None
+        if done.any():
+            final_obs = self.observe()
+            self.reset_where(done, rng)
+        return AutoresetStep(self.observe(), reward, terminated, truncated, info, final_obs, done)
 
     def observe(self) -> np.ndarray:
         """Observations of the current state, an array the caller owns.

@@ -111,31 +111,28 @@ class BalloonSB3VecEnv(VecEnv):
         """Step every env, reset the finished ones in the same call."""
         if self._actions is None:
             raise RuntimeError("call step_async() before step_wait()")
-        reward, terminated, truncated, info = self._batch.step(self._actions, self._rng)
+        out = self._batch.step_autoreset(self._actions, self._rng)
         self._actions = None
-        self._ep_return += reward
+        self._ep_return += out.reward
         for k, acc in self._ep_parts.items():
-            acc += info[k]
-        dones = terminated | truncated
+            acc += out.info[k]
+        dones = out.done
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if dones.any():
-            final_obs = self._batch.observe()
-            steps = self._batch.state.t
+        if out.final_obs is not None:
             for i in np.flatnonzero(dones):
                 infos[i] = {
-                    "terminal_observation": final_obs[i],
-                    "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
+                    "terminal_observation": out.final_obs[i],
+                    "TimeLimit.truncated": bool(out.truncated[i] and not out.terminated[i]),
                     "episode": {
                         "r": float(self._ep_return[i]),
-                        "l": int(steps[i]),
+                        "l": int(out.info.steps[i]),
                         **{k: float(v[i]) for k, v in self._ep_parts.items()},
                     },
                 }
-            self._batch.reset_where(dones, self._rng)
             self._ep_return[dones] = 0.0
             for v in self._ep_parts.values():
                 v[dones] = 0.0
-        obs = self._batch.observe()
+        reward, obs = out.reward, out.obs
         return obs, reward.astype(np.float32), dones, infos
 
     def close(self) -> None:

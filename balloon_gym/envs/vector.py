@@ -18,7 +18,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from balloon_gym.config import ConfigError
-from balloon_gym.core.step import as_action_array
 from balloon_gym.envs.batch import (
     Batch,
     ScenarioLike,
@@ -126,42 +125,15 @@ class BalloonVectorEnv(VectorEnv):
         """
         if self._batch.state is None:
             raise RuntimeError("call reset() before step()")
-        actions = as_action_array(actions)
-        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._needs_reset.any():
-            return self._step_with_reset(actions)
-        reward, terminated, truncated, step_info = self._batch.step(actions, self._np_random)
-        info = step_info.to_dict()
-        done = terminated | truncated
-        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
-            final_obs = self._batch.observe()
-            self._batch.reset_where(done, self._np_random)
+        pending = self._needs_reset if self.autoreset_mode is AutoresetMode.NEXT_STEP else None
+        out = self._batch.step_autoreset(actions, self._np_random, pending)
+        info = {} if out.info is None else out.info.to_dict()
+        if out.final_obs is not None:
             final_info = info
-            info = {**final_info, "final_obs": final_obs, "_final_obs": done}
-            info.update(final_info=final_info, _final_info=done)
-        self._needs_reset = done
-        return self._batch.observe(), reward, terminated, truncated, info
-
-    def _step_with_reset(self, actions: np.ndarray):
-        """NEXT_STEP: envs that ended last step reset now; the others step."""
-        resetting = self._needs_reset.copy()
-        n = self.num_envs
-        if resetting.all():  # every action is ignored, but a malformed one is still an error
-            if actions.shape != self.action_space.shape:
-                raise ValueError(
-                    f"action has shape {actions.shape}, expected (num_envs, 2 * max_guests) = "
-                    f"{self.action_space.shape}: memory actions for every guest slot, then vCPU "
-                    "actions"
-                )
-            self._batch.reset(self._np_random)
-            reward, info = np.zeros(n), {}
-        else:
-            reward, _, _, step_info = self._batch.step(actions, self._np_random)
-            self._batch.reset_where(resetting, self._np_random)
-            reward = np.where(resetting, 0.0, reward)
-            info = step_info.to_dict()
-        truncated = self._batch.state.t >= self._batch.max_steps
-        self._needs_reset = truncated
-        return self._batch.observe(), reward, np.zeros(n, dtype=bool), truncated, info
+            info = {**final_info, "final_obs": out.final_obs, "_final_obs": out.done}
+            info.update(final_info=final_info, _final_info=out.done)
+        self._needs_reset = out.done
+        return out.obs, out.reward, out.terminated, out.truncated, info
 
     def render(self) -> str | None:
         """Table of env 0 (``render_mode="ansi"``)."""
