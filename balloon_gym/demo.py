@@ -9,11 +9,11 @@ down in proportion until they fit. It shows the environment end to end with no t
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
+from balloon_gym.cli_parser import ArgumentParser
 from balloon_gym.config import ConfigError
 from balloon_gym.envs.render import render_host
 from balloon_gym.envs.vector import BalloonVectorEnv
@@ -69,16 +69,17 @@ def run(scenario: str, seed: int, steps: int | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m balloon_gym.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="idle-tax", help="shipped name or YAML path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="episode length (steps)")
     args = parser.parse_args(argv)
+    if args.steps is not None and not 1 <= args.steps <= 10**6:
+        parser.error(f"--steps must be in 1..1000000, got {args.steps}")
     try:
         print(run(args.scenario, args.seed, args.steps))
     except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        parser.error(str(err))
     return 0
 
 

@@ -207,3 +207,11 @@ def test_train_resume_rejects_a_malformed_run_directory(run_json: str, config_ya
         assert exc.value.code == 2, err.getvalue()
         assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
         assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_train_rejects_a_hyperparameter_given_twice(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["--hp", "learning_rate=1e-3", "learning_rate=2e-3", f"--out={out}", "--eval-seeds=0"]
+    with mock.patch("balloon_gym.training.trainer.Trainer", _refuse):
+        line = _check_rejected(train_cli.main, argv, out)
+    assert "learning_rate is given twice" in line

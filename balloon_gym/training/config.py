@@ -357,6 +357,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if isinstance(value, str):  # yaml reads 3e-4 (no dot) as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
+        if (parts[0] in out and len(parts) == 1) or (
+            len(parts) == 2 and isinstance(out.get(parts[0]), dict) and parts[1] in out[parts[0]]
+        ):
+            raise TrainConfigError(f"--hp {item!r}: {key.strip()} is given twice; give it once")
         if len(parts) == 2:
             node = out.setdefault(parts[0], {})
             if not isinstance(node, dict):
