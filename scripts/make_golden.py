@@ -58,14 +58,17 @@ def trajectory(scenario: str) -> Iterator[tuple[bytes, dict[str, np.ndarray]]]:
             action = actions.uniform(-1.0, 1.0, shape)
         state, out = core.step(state, action, params, rng)
         obs = core.observe(state, params)
-        yield _digest(state, out, obs), {
-            "reward": out.reward,
-            "throughput": state.throughput.sum(axis=1),
-            "stall_s": state.stall_s.sum(axis=1),
-            "host_swap": state.host_swap.sum(axis=1),
-            "ooms": out.parts["ooms"],
-            "balloon": state.balloon.sum(axis=1),
-        }
+        yield (
+            _digest(state, out, obs),
+            {
+                "reward": out.reward,
+                "throughput": state.throughput.sum(axis=1),
+                "stall_s": state.stall_s.sum(axis=1),
+                "host_swap": state.host_swap.sum(axis=1),
+                "ooms": out.parts["ooms"],
+                "balloon": state.balloon.sum(axis=1),
+            },
+        )
 
 
 def golden_arrays(scenario: str) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import pytest
 from balloon_gym.scenarios import ENV_VERSION, list_scenarios
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import make_golden  # noqa: E402
+import make_golden
 
 REGENERATE = (
     "the model's numbers changed. If that is intended, it is a new env version: bump "
