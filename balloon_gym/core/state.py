@@ -102,17 +102,3 @@ def host_memory_state(free_mib: np.ndarray, params: Params) -> np.ndarray:
     return (
         (frac < HIGH_FREE_FRAC).astype(np.int64) + (frac < SOFT_FREE_FRAC) + (frac < LOW_FREE_FRAC)
     )
-
-
-def where_state(mask: np.ndarray, a: State, b: State) -> State:
-    """Per env: ``a`` where ``mask`` (shape ``(num_envs,)``) is True, else ``b``."""
-    out = []
-    for x, y in zip(a, b, strict=True):
-        m = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-        out.append(np.where(m, x, y))
-    return State(*out)
-
-
-def select_state(state: State, index: np.ndarray) -> State:
-    """Rows ``index`` of every field."""
-    return State(*(a[index] for a in state))
