@@ -43,6 +43,8 @@ MISSING_NUMBA = "the numba backend needs numba: pip install 'balloon-gym[fast]'"
 
 #: State fields the new state shares with the old one (the reference carries them over).
 _SHARED = ("phase_offset", "trace_vm", "trace_pos")
+#: ``step_kernel``'s profiling counters, off (``benchmarks/fused_profile.py`` passes its own).
+_NO_TICKS = np.zeros(0, dtype=np.int64)
 
 
 class _Kernels:
@@ -127,8 +129,9 @@ def _step(
     if with_obs:
         _check_static(params, k)
     k.step_kernel(
-        tuple(params), tuple(state), tuple(new_state), action, uniforms, normals, out, obs, memory
-    )
+        tuple(params), tuple(state), tuple(new_state), action, uniforms, normals, out, obs, memory,
+        _NO_TICKS,
+    )  # fmt: skip
     parts = dict(zip(k.reward_rows, out[1:], strict=True))
     if not with_obs:
         return new_state, StepOutput(reward=out[0], parts=parts), None, {}
