@@ -7,8 +7,10 @@ of a step in the per-call overhead of ~300 array operations and their temporarie
 loop over hosts and guests in one compiled pass per sub-step instead. Enable it with
 ``backend="numba"`` on any env (``pip install 'balloon-gym[fast]'``).
 
-- **Same numbers.** Each kernel repeats the reference's float operations in the same order.
-  Sums over a host's guests run in guest order where the reference sums through BLAS
+- **Same numbers.** The kernels compile the reference's own equations (``core/ops.py``), so
+  they repeat its float operations in the same order; only the reductions over a host's guests
+  have a loop form of their own. Sums over a host's guests run in guest order where the
+  reference sums through BLAS
   (``core/rows.py``), so results agree to float rounding, not always to the last bit (the
   tests hold them to 1e-9 relative over hundreds of steps; ``docs/speed.md``). The float32
   observation agrees to one float32 rounding step; its ``major_faults`` feature is computed
