@@ -33,6 +33,10 @@ maximum = np.maximum
 """Elementwise maximum (compiled: ``max``)."""
 select = np.where
 """``select(cond, a, b)``: ``a`` where ``cond``, else ``b`` (compiled: ``a if cond else b``)."""
+per = np.divide
+"""``per(x, d)``: ``x / d`` for an observation feature (compiled: ``x * (1 / d)``, so that the
+features normalised by one ``d`` share one division; a float32 feature rounds the same to within
+one float32 step)."""
 
 
 def scaled_sin(amp, angle):
@@ -48,4 +52,12 @@ def equation(fn: F) -> F:
     return fn
 
 
-__all__ = ["EQUATIONS", "equation", "maximum", "minimum", "scaled_sin", "select"]
+__all__ = [
+    "EQUATIONS",
+    "equation",
+    "maximum",
+    "minimum",
+    "per",
+    "scaled_sin",
+    "select",
+]

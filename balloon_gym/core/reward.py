@@ -52,7 +52,7 @@ def from_sums(
 
     Returns the reward, then the parts in :func:`compute`'s order.
     """
-    n_guests = maximum(count, 1)
+    n_guests = maximum(count, 1.0)
     score = weighted_tp / maximum(share_sum, _EPS)
     mean_tp = tp_sum / n_guests
     sla_ok = 1.0 - misses / n_guests

@@ -36,7 +36,7 @@ from types import ModuleType
 import numpy as np
 
 from balloon_gym.core import workload
-from balloon_gym.core.observe import GUEST_FEATURES, observation_size
+from balloon_gym.core.observe import GUEST_FEATURES, fault_feature, observation_size
 from balloon_gym.core.params import Params
 from balloon_gym.core.state import State
 from balloon_gym.core.step import StepOutput, split_action
@@ -59,7 +59,6 @@ class _Kernels:
         self.reward_rows = module.REWARD_ROWS[1:]
         self.num_static = len(GUEST_FEATURES) - module.NUM_DYNAMIC
         self.fault_feature = module.FAULT_FEATURE
-        self.fault_scale = 1.0 / module.FAULT_LOG_SCALE
 
 
 @functools.cache
@@ -76,18 +75,30 @@ def load_kernels() -> _Kernels:
     return _Kernels(importlib.import_module("balloon_gym.core.fused.kernels"))
 
 
-def _new_state(state: State) -> State:
-    """Arrays for the state after a step: rows of a few fresh buffers, one per dtype and shape
-    of the fields of ``state``, and the fields carried over from it (``_SHARED``)."""
+@functools.cache
+def _layout(kinds: tuple) -> tuple[tuple, tuple]:
+    """How a new state is laid out, from each ``State`` field's (dtype, ndim) in ``kinds``: one
+    buffer per (dtype, ndim) of the fields a step writes, as (dtype, ndim, rows); and for each
+    field in order, its (buffer, row), or (None, name) for a field carried over (``_SHARED``)."""
     groups: dict[tuple, list[str]] = {}
-    for name, a in zip(State._fields, state, strict=True):
+    for name, kind in zip(State._fields, kinds, strict=True):
         if name not in _SHARED:
-            groups.setdefault((a.dtype, a.shape), []).append(name)
-    fields = {name: getattr(state, name) for name in _SHARED}
-    for (dtype, shape), names in groups.items():
-        buffer = np.empty((len(names), *shape), dtype=dtype)
-        fields.update(zip(names, buffer, strict=True))
-    return State(**fields)
+            groups.setdefault(kind, []).append(name)
+    buffers = tuple((dtype, ndim, len(names)) for (dtype, ndim), names in groups.items())
+    where = {name: (b, row) for b, names in enumerate(groups.values()) for row, name in
+             enumerate(names)}  # fmt: skip
+    return buffers, tuple(where.get(name, (None, name)) for name in State._fields)
+
+
+def _new_state(state: State) -> State:
+    """Arrays for the state after a step: rows of a few fresh buffers, one per dtype and ndim of
+    the fields of ``state``, and the fields carried over from it (``_SHARED``)."""
+    n, g = state.anon_res.shape
+    buffers, fields = _layout(tuple((a.dtype, a.ndim) for a in state))
+    arrays = [
+        np.empty((rows, n, g) if ndim == 2 else (rows, n), dtype) for dtype, ndim, rows in buffers
+    ]
+    return State(*(getattr(state, row) if b is None else arrays[b][row] for b, row in fields))
 
 
 def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -> None:
@@ -101,8 +112,7 @@ def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -
     """
     n, g = params.guest_mask.shape
     nf = len(GUEST_FEATURES)
-    value = np.log10(1.0 + state.fault_pages)
-    value *= k.fault_scale
+    value = fault_feature(state.fault_pages)
     value *= params.guest_mask
     np.minimum(value, 1.0, out=value)
     obs[:, : g * nf].reshape(n, g, nf)[:, :, k.fault_feature] = value
