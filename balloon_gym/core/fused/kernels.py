@@ -194,7 +194,6 @@ def workload_(p, s, o, uniforms):
     """
     n_envs, n_guests = p.guest_mask.shape
     shape = (n_envs, n_guests)
-    d = Demand(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape))
     for n in range(n_envs):
         for g in range(n_guests):
             o.burst_on[n, g], o.phase_level[n, g], o.leak[n, g], o.oom_scale[n, g] = (
@@ -205,7 +204,7 @@ def workload_(p, s, o, uniforms):
                     p.phase_high[n, g], p.leak_mib[n, g], p.oom_recover_per_step[n, g],
                 )
             )  # fmt: skip
-    anon_base = np.empty(shape)
+    anon_base, cpu_want, cache = np.empty(shape), np.empty(shape), np.empty(shape)
     for n in range(n_envs):
         t = s.t[n] + 1
         for g in range(n_guests):
@@ -220,18 +219,19 @@ def workload_(p, s, o, uniforms):
                     0, 1.0, 0.0, 0.0, 0.0, o.burst_on[n, g], p.burst_mult[n, g],
                     o.phase_level[n, g],
                 )  # fmt: skip
-            anon_base[n, g], d.cpu_vcpus[n, g], d.cache_mib[n, g] = workload.base_demand(
+            anon_base[n, g], cpu_want[n, g], cache[n, g] = workload.base_demand(
                 lv, p.anon_mib[n, g], p.cpu_vcpus[n, g], p.cache_mib[n, g]
             )
     if p.bank_len.size > 0:  # as the reference: no trace bank, no trace guests (6 % faster)
-        _trace_demand(p, s, anon_base, d.cpu_vcpus)
+        _trace_demand(p, s, anon_base, cpu_want)
+    anon, wss = np.empty(shape), np.empty(shape)
     for n in range(n_envs):
         for g in range(n_guests):
-            d.anon_mib[n, g], d.wss_mib[n, g] = workload.footprint(
+            anon[n, g], wss[n, g] = workload.footprint(
                 anon_base[n, g], o.leak[n, g], o.oom_scale[n, g], p.wss_frac[n, g],
                 p.touch_mib[n, g],
             )  # fmt: skip
-    return d
+    return Demand(anon, wss, cache, cpu_want)
 
 
 @register_jitable(**INNER)
