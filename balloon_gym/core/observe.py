@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from balloon_gym.core.ops import equation, maximum, per, select
+from balloon_gym.core.ops import equation, maximum, per
 from balloon_gym.core.params import Params
 from balloon_gym.core.rows import row_sum
 from balloon_gym.core.state import State, host_free_mib, memory_state
@@ -74,7 +74,8 @@ def guest_observation(
     oom, alloc_stall_s, dt_s, cpu_alloc, reserved_vcpus, vcpus, driver_up, active_fast,
     active_slow,
 ):  # fmt: skip
-    """A guest's features of ``GUEST_OBSERVATION``, in order, before the mask and the clip."""
+    """A guest's features of ``GUEST_OBSERVATION``, in order, before the mask and the clip
+    (``oom`` and ``driver_up`` as booleans: the float32 buffer makes them 1 or 0)."""
     active = vcpus - reserved_vcpus
     return (
         1.0,
@@ -86,11 +87,11 @@ def guest_observation(
         per(cache, mem_mib),
         swap_in / swap_in_mib,
         swap_out / swap_out_mib,
-        select(oom, 1.0, 0.0),
+        oom,
         alloc_stall_s / dt_s,
         cpu_alloc / active,
         active / vcpus,
-        select(driver_up, 1.0, 0.0),
+        driver_up,
         maximum(active_fast, active_slow),
     )
 
