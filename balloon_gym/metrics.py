@@ -2,8 +2,8 @@
 
 :class:`EpisodeMetrics` adds up what each step reports (the lazy ``info`` mapping of
 :class:`~balloon_gym.envs.batch.StepInfo` and the batch's ``State``), vectorised over envs, and
-turns the sums into one row per episode. :func:`normalise` maps raw scores onto the
-leaderboard's scale, :func:`jain_index` is the fairness measure.
+turns the sums into one row per episode. :func:`jain_index` is the fairness measure (the
+leaderboard's normalised scores are :func:`balloon_gym.stats.normalise_scores`).
 
 Per-episode metrics (the columns of ``results.csv``):
 
@@ -27,8 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from balloon_gym.stats import normalise_scores
 
 MIB_PER_GIB = 1024.0
 
@@ -135,13 +133,3 @@ class EpisodeMetrics:
             "alloc_stall_s": s["alloc_stall_s"],
             "steps": np.full(n, self.steps, dtype=np.float64),
         }
-
-
-def normalise(score: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """BalloonBench's normalised score ``(score - low) / (high - low)``.
-
-    ``low`` is the mean score of ``proportional_share`` and ``high`` that of ``clairvoyant`` on
-    the same scenario and seeds (0: as good as proportional share, 1: as good as clairvoyant).
-    A thin wrapper of :func:`balloon_gym.stats.normalise_scores`, which rejects ``high == low``.
-    """
-    return normalise_scores(score, low, high)

@@ -4,18 +4,18 @@
 ``python benchmarks/fused_profile.py [--hosts 1024] [--steps 300] [--scenario NAME]``
 
 The numba kernel is one compiled function, so Python's profilers see it as a single call and a
-sampling profiler sees one symbol. This script compiles an instrumented copy of
-``balloon_gym/core/fused/kernels.py`` (read from the installed package, compiled in a temporary
-directory, never cached) whose ``step_kernel`` reads the CPU's cycle counter
-(``llvm.readcyclecounter``) at each of its numbered sub-step comments, and accumulates the
-cycles per section. It then runs real rollouts (a fresh state every step, random actions, the
-observation built every step) through :func:`balloon_gym.core.fused.step_observe` with the
-instrumented kernel, and converts cycles to microseconds with the counter's rate, measured
-against ``time.perf_counter``. The parts outside the kernel (drawing the step's random numbers,
-Python glue, allocations) are the rest of the step's wall time; the random draws are also timed
-on their own. "Kernel call overhead" is the kernel call's wall time seen from Python minus its
-sections: the dispatcher turning ~140 arrays into native structs and back, and freeing the
-step's temporaries.
+sampling profiler sees one symbol. The kernel times itself instead: ``step_kernel`` reads the
+CPU's cycle counter (``llvm.readcyclecounter``) after each of its sub-steps (the list
+``balloon_gym.core.step.SUBSTEPS``, then the observation: ``kernels.PROFILE_SECTIONS``) when its
+``ticks`` argument is not empty, and adds the cycles to that sub-step's slot (the normal call
+passes an empty array, and the check costs nothing measurable). This script runs real rollouts
+(a fresh state every step, random actions, the observation built every step) through
+:func:`balloon_gym.core.fused.step_observe` with a ``ticks`` array, and converts cycles to
+microseconds with the counter's rate, measured against ``time.perf_counter``. The parts outside
+the kernel (drawing the step's random numbers, Python glue, allocations) are the rest of the
+step's wall time; the random draws are also timed on their own. "Kernel call overhead" is the
+kernel call's wall time seen from Python minus its sections: the dispatcher turning ~150 arrays
+into native structs and back, and freeing the step's temporaries.
 
 Counter reads cost ~10-40 cycles each and fence nothing, so sections are accurate to a few
 microseconds per step; shares are what matters. The default batch is the throughput benchmark's
@@ -25,14 +25,11 @@ microseconds per step; shares are what matters. The default batch is the through
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
-import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,83 +43,16 @@ from balloon_gym.core.params import repeat_params  # noqa: E402
 from balloon_gym.envs.batch import build_params  # noqa: E402
 from balloon_gym.scenarios import load_scenario  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import scenario_8_guests  # noqa: E402
-
-#: Inserted after the kernels' imports: the cycle counter as a numba intrinsic.
-_COUNTER = """
-from numba.core import types as _types
-from numba.extending import intrinsic as _intrinsic
-from llvmlite import ir as _ir
-
-
-@_intrinsic
-def _cycles(typingctx):
-    def codegen(context, builder, signature, args):
-        fnty = _ir.FunctionType(_ir.IntType(64), [])
-        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
-        return builder.call(fn, [])
-
-    return _types.int64(), codegen
-"""
-_BODY_START = "    p, s, o = StepParams(*p_fields), KState(*s_fields), KState(*o_fields)\n"
-_SECTION = re.compile(r"    # (\d+\. \w+|the observation)")
-
-
-def instrument(source: str) -> tuple[str, list[str]]:
-    """``kernels.py`` with cycle counters around the sections of ``step_kernel``.
-
-    Returns the new source and the section names, in order. ``step_kernel`` gets a last
-    argument ``ticks`` (int64, one slot per section) that the sections add their cycles to.
-
-    Raises:
-        ValueError: If the kernel no longer has the layout this script expects.
-    """
-    source = source.replace('"cache": True', '"cache": False')
-    signature = re.search(r"def step_kernel\(\n    [^)]*?(?=\n\):)", source)
-    if _BODY_START not in source or signature is None:
-        raise ValueError("step_kernel's layout changed; update benchmarks/fused_profile.py")
-    source = source.replace(signature.group(0), signature.group(0) + ", ticks", 1)
-    head, rest = source.split(_BODY_START, 1)
-    body, tail = re.split(r"\n(?=\n\n# --- observation)", rest, maxsplit=1)
-    names: list[str] = []
-    lines = []
-    for line in body.split("\n"):
-        match = _SECTION.match(line)
-        if match:
-            if names:  # close the previous section
-                slot = len(names) - 1
-                lines.append(f"    _now = _cycles(); ticks[{slot}] += _now - _t0; _t0 = _now")
-            names.append(match.group(1))
-        lines.append(line)
-    if not names:
-        raise ValueError("no numbered sections in step_kernel; update benchmarks/fused_profile.py")
-    lines.append(f"    ticks[{len(names) - 1}] += _cycles() - _t0")
-    new_body = _BODY_START + "    _t0 = _cycles()\n" + "\n".join(lines)
-    anchor = "from numba.extending import register_jitable\n"
-    if anchor not in head:
-        raise ValueError("kernels.py's imports changed; update benchmarks/fused_profile.py")
-    head = head.replace(anchor, anchor + _COUNTER, 1)
-    return head + new_body + "\n" + tail, names
-
-
-def load_instrumented(directory: Path) -> tuple[ModuleType, list[str]]:
-    """Compile-ready module of the instrumented kernels, written to ``directory``."""
-    spec = importlib.util.find_spec("balloon_gym.core.fused.kernels")
-    assert spec is not None and spec.origin is not None
-    source, names = instrument(Path(spec.origin).read_text())
-    path = directory / "kernels_profiled.py"
-    path.write_text(source)
-    mod_spec = importlib.util.spec_from_file_location("kernels_profiled", path)
-    assert mod_spec is not None and mod_spec.loader is not None
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module, names
 
 
 def counter_hz(module: ModuleType, seconds: float = 0.2) -> float:
     """Rate of the cycle counter, ticks per second of ``time.perf_counter``."""
-    read = module.njit(lambda: module._cycles())
+    import numba
+
+    cycles = module._cycles
+    read = numba.njit(lambda: cycles())
     read()
     c0, t0 = read(), time.perf_counter()
     time.sleep(seconds)
@@ -135,38 +65,37 @@ def profile(hosts: int, steps: int, scenario: str) -> str:
     cfg = scenario_8_guests() if scenario == "steady-overcommit-x2" else load_scenario(scenario)
     params = repeat_params(build_params([cfg]), hosts)
     n, g = params.guest_mask.shape
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        module, names = load_instrumented(Path(tmp))
-        kernels = fused._Kernels(module)
-        ticks = np.zeros(len(names), dtype=np.int64)
-        call_s = [0.0]  # wall time of the kernel calls, seen from Python
-        step_kernel = module.step_kernel
+    t0 = time.perf_counter()
+    kernels = fused.load_kernels()
+    module = importlib.import_module("balloon_gym.core.fused.kernels")
+    names = list(module.PROFILE_SECTIONS)
+    ticks = np.zeros(len(names) + 1, dtype=np.int64)
+    call_s = [0.0]  # wall time of the kernel calls, seen from Python
+    step_kernel = kernels.step_kernel
 
-        def timed_kernel(*args: object) -> None:
-            t = time.perf_counter()
-            step_kernel(*args, ticks)
-            call_s[0] += time.perf_counter() - t
+    def timed_kernel(*args: object) -> None:
+        t = time.perf_counter()
+        step_kernel(*args[:-1], ticks)  # the last argument: the (empty) ticks of a normal call
+        call_s[0] += time.perf_counter() - t
 
-        kernels.step_kernel = timed_kernel
-        original = fused.load_kernels
-        fused.load_kernels = lambda: kernels  # fused.step_observe now runs the copy
-        try:
-            actions = np.random.default_rng(1).uniform(-1.0, 1.0, (8, n, 2 * g))
-            rng = np.random.default_rng(0)
-            state = core.reset(params, rng)
-            for i in range(10):  # compiles the copy, then warms up
-                state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
-            compile_s = time.perf_counter() - t0
-            ticks[:] = 0
-            call_s[0] = 0.0
-            start = time.perf_counter()
-            for i in range(steps):
-                state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
-            wall = (time.perf_counter() - start) / steps
-        finally:
-            fused.load_kernels = original
-        hz = counter_hz(module)
+    kernels.step_kernel = timed_kernel
+    try:
+        actions = np.random.default_rng(1).uniform(-1.0, 1.0, (8, n, 2 * g))
+        rng = np.random.default_rng(0)
+        state = core.reset(params, rng)
+        for i in range(10):  # compiles (or loads) the kernel, then warms up
+            state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
+        compile_s = time.perf_counter() - t0
+        ticks[:] = 0
+        call_s[0] = 0.0
+        start = time.perf_counter()
+        for i in range(steps):
+            state, *_ = fused.step_observe(state, actions[i % 8], params, rng)
+        wall = (time.perf_counter() - start) / steps
+    finally:
+        kernels.step_kernel = step_kernel
+    hz = counter_hz(module)
+    ticks = ticks[:-1]
     draws = _time_draws(n, g)
     sections = ticks / hz / steps
     call = call_s[0] / steps
@@ -211,7 +140,7 @@ def _report(
     width = max(len(r[0]) for r in rows)
     lines = [
         f"numba kernel profile: {scenario}, {hosts} hosts x {guests} guests, {steps} steps "
-        f"(instrumented copy compiled in {compile_s:.1f} s; counter {hz / 1e9:.2f} GHz)",
+        f"(kernel ready and warm in {compile_s:.1f} s; counter {hz / 1e9:.2f} GHz)",
         f"{'section':{width}s}  {'us/step':>8s}  {'share':>6s}  {'ns/guest':>8s}",
     ]
     for name, s in rows:

@@ -22,6 +22,8 @@ read-only arrays of the purity test); numba caches them on disk after that.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 
 import numpy as np
@@ -29,6 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+if os.environ.get("BALLOON_GYM_HIDE_NUMBA"):  # the physics must be pinned without numba too
+    pytest.skip("numba hidden by BALLOON_GYM_HIDE_NUMBA", allow_module_level=True)
 pytest.importorskip("numba")
 
 import gymnasium
@@ -286,12 +290,41 @@ def test_missing_numba_raises_with_the_install_command(monkeypatch):
         fused.load_kernels.cache_clear()
 
 
-def test_kernels_out_of_date_with_the_core_raise(monkeypatch):
+def test_the_kernel_cache_is_keyed_on_every_core_source(tmp_path, monkeypatch):
+    """Numba's cache only watches the entry point's file; the kernels compile the equations of
+    every core module, so their cache key is a hash of all of ``balloon_gym/core``."""
     kernels = importlib.import_module("balloon_gym.core.fused.kernels")
-    fused._check_reference(kernels)  # in date now
-    monkeypatch.setattr("balloon_gym.core.params.PAGES_PER_MIB", 512.0)
-    with pytest.raises(RuntimeError, match=r"PAGES_PER_MIB is 512\.0"):
-        fused._check_reference(kernels)
+    core_dir = tmp_path / "core"
+    (core_dir / "fused").mkdir(parents=True)
+    for name in ("workload.py", "fused/kernels.py"):
+        (core_dir / name).write_text("x = 1\n")
+    monkeypatch.setattr(kernels, "_CORE_DIR", core_dir)
+    kernels.core_sources_hash.cache_clear()
+    try:
+        before = kernels.core_sources_hash()
+        (core_dir / "workload.py").write_text("x = 2\n")  # a physics module, not kernels.py
+        kernels.core_sources_hash.cache_clear()
+        assert kernels.core_sources_hash() != before
+    finally:
+        kernels.core_sources_hash.cache_clear()
+    cache = kernels.step_kernel._cache._impl.locator
+    assert isinstance(cache, kernels._CoreSourcesStamp)
+    assert cache.get_source_stamp() == kernels.core_sources_hash()
+    assert kernels.core_sources_hash()[:16] in cache.get_disambiguator()
+
+
+def test_the_kernels_compile_the_core_s_own_equations():
+    """No equation is copied: every one registered in ``core/ops.py`` is compiled from its
+    numpy source, and the kernels hold no constant of the model of their own."""
+    from balloon_gym.core import ops
+
+    kernels = importlib.import_module("balloon_gym.core.fused.kernels")
+    assert len(ops.EQUATIONS) >= 30
+    source = importlib.util.find_spec(kernels.__name__).origin
+    with open(source) as f:
+        text = f.read()
+    for constant in ("1e-6", "1e-9", "1e-12", "256.0", "0.02", "0.06", "0.04", "0.01", "1024.0"):
+        assert constant not in text, constant
 
 
 # --- 5. the env adapters ----------------------------------------------------------------------

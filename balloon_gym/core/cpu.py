@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, maximum, minimum, select
 from balloon_gym.core.params import Params
 from balloon_gym.core.rows import row_sum_keep
 
@@ -27,6 +28,21 @@ class CpuStep(NamedTuple):
     runnable: np.ndarray  # runnable vCPUs
     smp_eff: np.ndarray  # SMP efficiency in (0, 1]
     factor: np.ndarray  # fraction of CPU demand served, in [0, 1]
+
+
+@equation
+def runnable_vcpus(demand_vcpus, vcpus, reserved_vcpus, guest_mask):
+    """Runnable vCPUs: the CPU demand, at most the active (unreserved) vCPUs; 0 for padding."""
+    return select(guest_mask, minimum(demand_vcpus, vcpus - reserved_vcpus), 0.0)
+
+
+@equation
+def served(alloc, runnable, demand_vcpus, lhp_penalty):
+    """SMP efficiency and the fraction of CPU demand served (1 without demand)."""
+    short = maximum(runnable - alloc, 0.0) / maximum(runnable, _EPS)
+    smp_eff = 1.0 / (1.0 + lhp_penalty * short)
+    factor = minimum(1.0, alloc / maximum(demand_vcpus, _EPS)) * smp_eff
+    return smp_eff, select(demand_vcpus > _EPS, factor, 1.0)
 
 
 def water_fill(caps: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -65,15 +81,7 @@ def water_fill(caps: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> n
 
 def schedule(reserved_vcpus: np.ndarray, demand_vcpus: np.ndarray, params: Params) -> CpuStep:
     """Share the host's pCPUs for one step."""
-    active = params.vcpus - reserved_vcpus
-    runnable = np.where(params.guest_mask, np.minimum(demand_vcpus, active), 0.0)
+    runnable = runnable_vcpus(demand_vcpus, params.vcpus, reserved_vcpus, params.guest_mask)
     alloc = water_fill(runnable, np.where(params.guest_mask, params.shares, 0.0), params.pcpus)
-    short = np.maximum(runnable - alloc, 0.0) / np.maximum(runnable, _EPS)
-    smp_eff = 1.0 / (1.0 + params.lhp_penalty * short)
-    served = np.minimum(1.0, alloc / np.maximum(demand_vcpus, _EPS)) * smp_eff
-    return CpuStep(
-        alloc=alloc,
-        runnable=runnable,
-        smp_eff=smp_eff,
-        factor=np.where(demand_vcpus > _EPS, served, 1.0),
-    )
+    smp_eff, factor = served(alloc, runnable, demand_vcpus, params.lhp_penalty)
+    return CpuStep(alloc=alloc, runnable=runnable, smp_eff=smp_eff, factor=factor)

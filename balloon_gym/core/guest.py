@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from balloon_gym.core.balloon import BalloonMove
+from balloon_gym.core.ops import equation, maximum, minimum, select
 from balloon_gym.core.params import PAGES_PER_MIB, Params
 from balloon_gym.core.workload import Demand
 
@@ -47,26 +48,185 @@ class GuestStep(NamedTuple):
     stall_s: np.ndarray  # s lost to faults, host faults and growth that had to wait
 
 
-def _take_free(
-    want: np.ndarray, free: np.ndarray, untouched: np.ndarray, budget: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@equation
+def take_free(want, free, untouched, budget):
     """Take up to ``want`` free pages, touched ones first, untouched ones within ``budget``.
 
     Returns:
         ``taken``, and ``free``, ``untouched``, ``budget`` after the take.
     """
-    touched = free - untouched
-    taken = np.minimum(want, touched + np.minimum(untouched, budget))
-    used_untouched = np.maximum(taken - touched, 0.0)
+    touched_free = free - untouched
+    taken = minimum(want, touched_free + minimum(untouched, budget))
+    used_untouched = maximum(taken - touched_free, 0.0)
     return taken, free - taken, untouched - used_untouched, budget - used_untouched
+
+
+@equation
+def new_pages(anon_mib, wss_mib, cache_mib, anon_res, anon_swap, cache, host_swap):
+    """Upper estimate of the new machine pages a guest could touch this step, MiB."""
+    grow = maximum(anon_mib - anon_res - anon_swap, 0.0)
+    hot_out = maximum(minimum(wss_mib, anon_res + anon_swap) - anon_res, 0.0)
+    fill = maximum(cache_mib - cache, 0.0)
+    return grow + hot_out + fill + host_swap
 
 
 def machine_demand(m: BalloonMove, host_swap: np.ndarray, d: Demand) -> np.ndarray:
     """Upper estimate of the new machine pages each guest could touch this step, MiB ``[G]``."""
-    grow = np.maximum(d.anon_mib - m.anon_res - m.anon_swap, 0.0)
-    hot_out = np.maximum(np.minimum(d.wss_mib, m.anon_res + m.anon_swap) - m.anon_res, 0.0)
-    fill = np.maximum(d.cache_mib - m.cache, 0.0)
-    return grow + hot_out + fill + host_swap
+    return new_pages(d.anon_mib, d.wss_mib, d.cache_mib, m.anon_res, m.anon_swap, m.cache,
+                     host_swap)  # fmt: skip
+
+
+@equation
+def oom_and_shrink(
+    anon_mib, wss_mib, anon_res, anon_swap, free, balloon, balloon_swap, forced_oom, mem_mib,
+    kernel_mib, swap_mib, guest_mask,
+):  # fmt: skip
+    """OOM kill, then the footprint's shrink: freed anon leaves swap first, then becomes
+    touched free memory.
+
+    Returns ``oom``, ``anon_res``, ``anon_swap``, ``free``, the footprint and hot set wanted.
+    """
+    usable = mem_mib - kernel_mib - balloon
+    oom = ((anon_mib > usable + swap_mib - balloon_swap + _EPS_MIB) | forced_oom) & guest_mask
+    free = free + select(oom, anon_res, 0.0)
+    anon_res = select(oom, 0.0, anon_res)
+    anon_swap = select(oom, 0.0, anon_swap)
+    anon_want = select(oom, 0.0, anon_mib)
+    hot_want = select(oom, 0.0, wss_mib)
+    release = maximum(anon_res + anon_swap - anon_want, 0.0)
+    from_swap = minimum(release, anon_swap)
+    anon_swap = anon_swap - from_swap
+    anon_res = anon_res - (release - from_swap)
+    free = free + (release - from_swap)
+    return oom, anon_res, anon_swap, free, anon_want, hot_want
+
+
+@equation
+def grow(
+    anon_want, anon_res, anon_swap, free, untouched, cache, balloon, balloon_swap, budget,
+    cache_dropped, swap_out, cache_reclaim_mib, swap_out_mib, swap_mib, user_driver, dt_s,
+):  # fmt: skip
+    """Growth takes free pages, then page cache, then swaps out (a user balloon's pages first);
+    what it cannot get this step waits.
+
+    Returns ``anon_res``, ``anon_swap``, ``free``, ``untouched``, ``cache``, ``balloon``,
+    ``balloon_swap``, ``budget``, the page cache it may still drop, ``swap_out`` and the stall.
+    """
+    cache_left = cache_reclaim_mib - cache_dropped
+    swap_out_left = swap_out_mib - swap_out
+    want = maximum(anon_want - anon_res - anon_swap, 0.0)
+    take_f, free, untouched, budget = take_free(want, free, untouched, budget)
+    take_c = minimum(want - take_f, minimum(cache, cache_left))
+    cache_left = cache_left - take_c
+    rem = want - take_f - take_c
+    swap_room = maximum(swap_mib - anon_swap - balloon_swap, 0.0)
+    out_b = minimum(minimum(rem, swap_out_left), minimum(swap_room, budget))
+    out_b = select(user_driver, minimum(out_b, balloon), 0.0)
+    budget = budget - out_b
+    out_a = minimum(minimum(rem - out_b, anon_res), minimum(swap_out_left, swap_room) - out_b)
+    unmet = rem - out_b - out_a
+    stall_s = dt_s * minimum(1.0, unmet / maximum(swap_out_mib, _EPS_MIB))
+    return (
+        anon_res + take_f + take_c + out_b,
+        anon_swap + out_a,
+        free,
+        untouched,
+        cache - take_c,
+        balloon - out_b,
+        balloon_swap + out_b,
+        budget,
+        cache_left,
+        swap_out + out_a + out_b,
+        stall_s,
+    )
+
+
+@equation
+def fill_cache(cache_mib, cache, free, untouched, budget):
+    """Page cache: drop what the workload no longer wants, fill from free pages.
+
+    Returns ``cache``, ``free``, ``untouched``, ``budget`` and the re-read faults, pages.
+    """
+    drop = maximum(cache - cache_mib, 0.0)
+    cache, free = cache - drop, free + drop
+    fill, free, untouched, budget = take_free(cache_mib - cache, free, untouched, budget)
+    cache = cache + maximum(fill, 0.0)
+    miss_pages = maximum(cache_mib - cache, 0.0) * CACHE_REREAD_FRAC * PAGES_PER_MIB
+    return cache, free, untouched, budget, miss_pages
+
+
+@equation
+def swap_in_hot(hot_want, anon_res, anon_swap, free, untouched, cache, budget, cache_left,
+                swap_in_mib):  # fmt: skip
+    """Hot pages not resident fault; the guest brings them back from its swap.
+
+    Returns the hot set, ``anon_res``, ``anon_swap``, ``free``, ``untouched``, ``cache``,
+    ``budget``, the swap-in (MiB) and the major faults (pages).
+    """
+    hot = minimum(hot_want, anon_res + anon_swap)
+    hot_out = maximum(hot - anon_res, 0.0)
+    want_in = minimum(hot_out, swap_in_mib)
+    in_f, free, untouched, budget = take_free(want_in, free, untouched, budget)
+    in_c = minimum(want_in - in_f, minimum(cache, cache_left))
+    swap_in = in_f + in_c
+    return (hot, anon_res + swap_in, anon_swap - swap_in, free, untouched, cache - in_c, budget,
+            swap_in, hot_out * PAGES_PER_MIB)  # fmt: skip
+
+
+@equation
+def report_and_host_faults(
+    hot, anon_res, cache, free, untouched, host_swap, budget, host_in_scale, report_frac,
+):  # fmt: skip
+    """Free page reporting hands touched free pages back to the host (host-swapped pages among
+    them leave with them, in proportion); host-swapped pages are hit in proportion to the hot
+    share of touched memory, and the host brings back what it can.
+
+    Returns ``untouched``, ``host_swap`` (before the host's swap-in), the host's swap-in (MiB)
+    and the host faults (pages).
+    """
+    t = anon_res + cache + free - untouched
+    reported = (free - untouched) * report_frac
+    untouched = untouched + reported
+    kept = 1.0 - reported / maximum(t, _EPS_MIB)
+    t = t - reported
+    host_swap = minimum(host_swap * kept, t)
+    hot_share = minimum(hot, anon_res) / maximum(t, _EPS_MIB)
+    host_hot = host_swap * minimum(hot_share, 1.0)
+    host_in = minimum(host_hot * host_in_scale, budget)
+    return untouched, host_swap, host_in, host_hot * PAGES_PER_MIB
+
+
+@equation
+def update_guest(
+    anon_mib, wss_mib, cache_mib, anon_res, anon_swap, cache, free, untouched, balloon,
+    balloon_swap, host_swap, budget, host_in_scale, forced_oom, cache_dropped, swap_out,
+    mem_mib, kernel_mib, swap_mib, cache_reclaim_mib, swap_out_mib, swap_in_mib, user_driver,
+    report_frac, fault_s, host_fault_s, dt_s, guest_mask,
+):  # fmt: skip
+    """One step of a guest's memory management (:func:`update`): the ``GuestStep`` fields."""
+    oom, anon_res, anon_swap, free, anon_want, hot_want = oom_and_shrink(
+        anon_mib, wss_mib, anon_res, anon_swap, free, balloon, balloon_swap, forced_oom,
+        mem_mib, kernel_mib, swap_mib, guest_mask,
+    )  # fmt: skip
+    (anon_res, anon_swap, free, untouched, cache, balloon, balloon_swap, budget, cache_left,
+     swap_out, stall_s) = grow(
+        anon_want, anon_res, anon_swap, free, untouched, cache, balloon, balloon_swap, budget,
+        cache_dropped, swap_out, cache_reclaim_mib, swap_out_mib, swap_mib, user_driver, dt_s,
+    )  # fmt: skip
+    cache, free, untouched, budget, miss_pages = fill_cache(cache_mib, cache, free, untouched,
+                                                            budget)  # fmt: skip
+    hot, anon_res, anon_swap, free, untouched, cache, budget, swap_in, hot_pages = swap_in_hot(
+        hot_want, anon_res, anon_swap, free, untouched, cache, budget, cache_left, swap_in_mib
+    )
+    fault_pages = hot_pages + miss_pages
+    stall_s = stall_s + fault_pages * fault_s
+    untouched, host_swap, host_in, host_fault_pages = report_and_host_faults(
+        hot, anon_res, cache, free, untouched, host_swap, budget, host_in_scale, report_frac
+    )
+    stall_s = stall_s + host_fault_pages * host_fault_s
+    return (anon_res, anon_swap, cache, free, untouched, balloon, balloon_swap,
+            host_swap - host_in, swap_in, swap_out, fault_pages, host_fault_pages, host_in, oom,
+            stall_s)  # fmt: skip
 
 
 def update(
@@ -87,96 +247,13 @@ def update(
         host_in_scale: ``(num_envs, 1)`` fraction of host faults the host can serve this step.
         params: Scenario arrays.
     """
-    # --- OOM: the footprint cannot fit in usable memory plus swap, or a naive driver forced it
-    usable = params.mem_mib - params.kernel_mib - m.balloon
-    oom = (d.anon_mib > usable + params.swap_mib - m.balloon_swap + _EPS_MIB) | m.oom
-    oom &= params.guest_mask
-    free = m.free + np.where(oom, m.anon_res, 0.0)
-    anon_res = np.where(oom, 0.0, m.anon_res)
-    anon_swap = np.where(oom, 0.0, m.anon_swap)
-    anon_want = np.where(oom, 0.0, d.anon_mib)
-    hot_want = np.where(oom, 0.0, d.wss_mib)
-
-    # --- shrink: freed anon leaves swap first, then becomes touched free memory
-    release = np.maximum(anon_res + anon_swap - anon_want, 0.0)
-    from_swap = np.minimum(release, anon_swap)
-    anon_swap = anon_swap - from_swap
-    anon_res = anon_res - (release - from_swap)
-    free = free + (release - from_swap)
-
-    # --- grow: free pages, then page cache, then swap out (user balloon pages first)
-    cache_left = params.cache_reclaim_mib - m.cache_dropped
-    swap_out_left = params.swap_out_mib - m.swap_out
-    grow = np.maximum(anon_want - anon_res - anon_swap, 0.0)
-    take_f, free, untouched, budget = _take_free(grow, free, m.untouched, budget)
-    take_c = np.minimum(grow - take_f, np.minimum(m.cache, cache_left))
-    cache_left = cache_left - take_c
-    rem = grow - take_f - take_c
-    swap_room = np.maximum(params.swap_mib - anon_swap - m.balloon_swap, 0.0)
-    out_b = np.minimum(np.minimum(rem, swap_out_left), np.minimum(swap_room, budget))
-    out_b = np.where(params.user_driver, np.minimum(out_b, m.balloon), 0.0)
-    budget = budget - out_b
-    out_a = np.minimum(
-        np.minimum(rem - out_b, anon_res), np.minimum(swap_out_left, swap_room) - out_b
-    )
-    unmet = rem - out_b - out_a
-    anon_res = anon_res + take_f + take_c + out_b
-    anon_swap = anon_swap + out_a
-    cache = m.cache - take_c
-    balloon = m.balloon - out_b
-    balloon_swap = m.balloon_swap + out_b
-    swap_out = m.swap_out + out_a + out_b
-    stall_s = params.dt_s * np.minimum(1.0, unmet / np.maximum(params.swap_out_mib, _EPS_MIB))
-
-    # --- page cache: drop what the workload no longer wants, fill from free pages
-    drop = np.maximum(cache - d.cache_mib, 0.0)
-    cache, free = cache - drop, free + drop
-    fill, free, untouched, budget = _take_free(d.cache_mib - cache, free, untouched, budget)
-    cache = cache + np.maximum(fill, 0.0)
-    miss_pages = np.maximum(d.cache_mib - cache, 0.0) * CACHE_REREAD_FRAC * PAGES_PER_MIB
-
-    # --- hot pages not resident fault; bring them back from guest swap
-    hot = np.minimum(hot_want, anon_res + anon_swap)
-    hot_out = np.maximum(hot - anon_res, 0.0)
-    want_in = np.minimum(hot_out, params.swap_in_mib)
-    in_f, free, untouched, budget = _take_free(want_in, free, untouched, budget)
-    in_c = np.minimum(want_in - in_f, np.minimum(cache, cache_left))
-    swap_in = in_f + in_c
-    cache = cache - in_c
-    anon_res, anon_swap = anon_res + swap_in, anon_swap - swap_in
-    fault_pages = hot_out * PAGES_PER_MIB + miss_pages
-    stall_s = stall_s + fault_pages * params.fault_s
-
-    # --- free page reporting hands touched free pages back to the host; host-swapped pages
-    # among them leave with them, in proportion
-    touched = anon_res + cache + free - untouched
-    reported = (free - untouched) * params.report_frac
-    untouched = untouched + reported
-    kept = 1.0 - reported / np.maximum(touched, _EPS_MIB)
-    touched = touched - reported
-    host_swap = np.minimum(host_swap * kept, touched)
-
-    # --- host faults: host-swapped pages are hit in proportion to the hot share of touched memory
-    hot_share = np.minimum(hot, anon_res) / np.maximum(touched, _EPS_MIB)
-    host_hot = host_swap * np.minimum(hot_share, 1.0)
-    host_in = np.minimum(host_hot * host_in_scale, budget)
-    host_fault_pages = host_hot * PAGES_PER_MIB
-    stall_s = stall_s + host_fault_pages * params.host_fault_s
-
+    p = params
     return GuestStep(
-        anon_res=anon_res,
-        anon_swap=anon_swap,
-        cache=cache,
-        free=free,
-        untouched=untouched,
-        balloon=balloon,
-        balloon_swap=balloon_swap,
-        host_swap=host_swap - host_in,
-        swap_in=swap_in,
-        swap_out=swap_out,
-        fault_pages=fault_pages,
-        host_fault_pages=host_fault_pages,
-        host_swap_in=host_in,
-        oom=oom,
-        stall_s=stall_s,
-    )
+        *update_guest(
+            d.anon_mib, d.wss_mib, d.cache_mib, m.anon_res, m.anon_swap, m.cache, m.free,
+            m.untouched, m.balloon, m.balloon_swap, host_swap, budget, host_in_scale, m.oom,
+            m.cache_dropped, m.swap_out, p.mem_mib, p.kernel_mib, p.swap_mib,
+            p.cache_reclaim_mib, p.swap_out_mib, p.swap_in_mib, p.user_driver, p.report_frac,
+            p.fault_s, p.host_fault_s, p.dt_s, p.guest_mask,
+        )
+    )  # fmt: skip

@@ -11,11 +11,55 @@ from __future__ import annotations
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, maximum, minimum, select
 from balloon_gym.core.params import HOST_HARD, HOST_LOW, SOFT_FREE_FRAC, Params
 from balloon_gym.core.rows import row_sum, row_sum_keep
-from balloon_gym.core.state import State, consumed_mib, host_free_mib, host_memory_state
+from balloon_gym.core.state import (
+    State,
+    consumed_mib,
+    host_free_mib,
+    host_memory_state,
+    memory_state,
+    touched,
+)
 
 _EPS_MIB = 1e-6
+
+
+@equation
+def reclaim_amount(free_mib, host_mem_mib, host_swap_out_mib):
+    """A host's memory state and what it swaps out this step, MiB: in the hard and low states,
+    enough to bring free memory back to the soft line, at most its swap-out rate."""
+    mem_state = memory_state(free_mib, host_mem_mib)
+    need = maximum(SOFT_FREE_FRAC * host_mem_mib - free_mib, 0.0)
+    return mem_state, select(mem_state >= HOST_HARD, minimum(need, host_swap_out_mib), 0.0)
+
+
+@equation
+def reclaim_candidates(touched_mib, host_swap, consumed_mib, alloc_target, guest_mask):
+    """Pages the host may swap out of a guest, and how many of them lie above its target, MiB."""
+    swappable = select(guest_mask, maximum(touched_mib - host_swap, 0.0), 0.0)
+    return swappable, minimum(maximum(consumed_mib - alloc_target, 0.0), swappable)
+
+
+@equation
+def blocked(consumed_mib, alloc_target, mem_state, guest_mask):
+    """A guest above its target on a host in the low state is blocked."""
+    return (consumed_mib > alloc_target + _EPS_MIB) & (mem_state == HOST_LOW) & guest_mask
+
+
+@equation
+def sample(
+    active_fast, active_slow, wss_mib, balloon_mib, normal, mem_mib, sample_pages,
+    sample_fast_alpha, sample_slow_alpha, on,
+):  # fmt: skip
+    """The fast and slow active-fraction estimates after one sample (``sample_active``)."""
+    true = minimum(wss_mib / maximum(mem_mib - balloon_mib, _EPS_MIB), 1.0)
+    noise = np.sqrt(true * (1.0 - true) / sample_pages) * normal
+    frac = minimum(maximum(true + noise, 0.0), 1.0)
+    fast = active_fast + sample_fast_alpha * (frac - active_fast)
+    slow = active_slow + sample_slow_alpha * (frac - active_slow)
+    return select(on, fast, 0.0), select(on, slow, 0.0)
 
 
 def reclaim(state: State, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,12 +71,11 @@ def reclaim(state: State, params: Params) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     consumed = consumed_mib(state, params)
     free = params.host_mem_mib[:, 0] - params.host_reserved_mib[:, 0] - row_sum(consumed)
-    mem_state = host_memory_state(free, params)
-    need = np.maximum(SOFT_FREE_FRAC * params.host_mem_mib[:, 0] - free, 0.0)
-    amount = np.where(mem_state >= HOST_HARD, np.minimum(need, params.host_swap_out_mib[:, 0]), 0.0)
-    touched = state.anon_res + state.cache + state.free - state.untouched
-    swappable = np.where(params.guest_mask, np.maximum(touched - state.host_swap, 0.0), 0.0)
-    over = np.minimum(np.maximum(consumed - state.alloc_target, 0.0), swappable)
+    mem_state, amount = reclaim_amount(free, params.host_mem_mib[:, 0],
+                                       params.host_swap_out_mib[:, 0])  # fmt: skip
+    t = touched(state.anon_res, state.cache, state.free, state.untouched)
+    swappable, over = reclaim_candidates(t, state.host_swap, consumed, state.alloc_target,
+                                         params.guest_mask)  # fmt: skip
     # Victims are the guests above target; if none is, any guest with swappable pages.
     any_over = row_sum_keep(over) > _EPS_MIB
     weight = np.where(any_over, over, swappable)
@@ -64,8 +107,8 @@ def machine_budget(
 
 def blocked_guests(state: State, mem_state: np.ndarray, params: Params) -> np.ndarray:
     """Guests above their target on a host in the low state, ``[G]`` bool."""
-    above = consumed_mib(state, params) > state.alloc_target + _EPS_MIB
-    return above & (mem_state[:, None] == HOST_LOW) & params.guest_mask
+    used = consumed_mib(state, params)
+    return blocked(used, state.alloc_target, mem_state[:, None], params.guest_mask)
 
 
 def sample_active(
@@ -85,13 +128,11 @@ def sample_active(
     law with the same mean and variance, clipped to [0, 1] (numpy's binomial sampler cost a fifth
     of the whole step; what matters to a scheduler is the estimate's noise, which this keeps).
     """
-    true = np.minimum(wss_mib / np.maximum(params.mem_mib - balloon_mib, _EPS_MIB), 1.0)
-    noise = np.sqrt(true * (1.0 - true) / params.sample_pages) * rng.standard_normal(true.shape)
-    sample = np.minimum(np.maximum(true + noise, 0.0), 1.0)
-    fast = state.active_fast + params.sample_fast_alpha * (sample - state.active_fast)
-    slow = state.active_slow + params.sample_slow_alpha * (sample - state.active_slow)
-    on = params.sampling & params.guest_mask
-    return np.where(on, fast, 0.0), np.where(on, slow, 0.0)
+    p = params
+    normal = rng.standard_normal(wss_mib.shape)
+    return sample(state.active_fast, state.active_slow, wss_mib, balloon_mib, normal, p.mem_mib,
+                  p.sample_pages, p.sample_fast_alpha, p.sample_slow_alpha,
+                  p.sampling & p.guest_mask)  # fmt: skip
 
 
 __all__ = [

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, maximum, per, select
 from balloon_gym.core.params import Params
 from balloon_gym.core.rows import row_sum
-from balloon_gym.core.state import State, host_free_mib, host_memory_state
+from balloon_gym.core.state import State, host_free_mib, memory_state
 
 #: (name, unit or normalisation) of each per-guest feature, in order.
 GUEST_FEATURES: tuple[tuple[str, str], ...] = (
@@ -57,6 +58,63 @@ HOST_FEATURES: tuple[tuple[str, str], ...] = (
 
 _FAULT_LOG_SCALE = 8.0
 
+_GUEST_INDEX = {name: i for i, (name, _) in enumerate(GUEST_FEATURES)}
+#: Guest features that are the guest's own (the rest, from ``mem_size`` on, come from
+#: ``params.obs_static``).
+NUM_DYNAMIC = _GUEST_INDEX["mem_size"]
+FAULT_FEATURE = _GUEST_INDEX["major_faults"]
+#: The features :func:`guest_observation` returns, in order: the dynamic ones but
+#: ``major_faults`` (:func:`fault_feature`, which stays numpy's: its SIMD ``log10``).
+GUEST_OBSERVATION = tuple(i for i in range(NUM_DYNAMIC) if i != FAULT_FEATURE)
+
+
+@equation
+def guest_observation(
+    mem_mib, balloon, balloon_target, free, cache, swap_in, swap_in_mib, swap_out, swap_out_mib,
+    oom, alloc_stall_s, dt_s, cpu_alloc, reserved_vcpus, vcpus, driver_up, active_fast,
+    active_slow,
+):  # fmt: skip
+    """A guest's features of ``GUEST_OBSERVATION``, in order, before the mask and the clip."""
+    active = vcpus - reserved_vcpus
+    return (
+        1.0,
+        per(balloon, mem_mib),
+        per(balloon_target, mem_mib),
+        per(mem_mib - balloon, mem_mib),
+        per(free, mem_mib),
+        per(free + cache, mem_mib),
+        per(cache, mem_mib),
+        swap_in / swap_in_mib,
+        swap_out / swap_out_mib,
+        select(oom, 1.0, 0.0),
+        alloc_stall_s / dt_s,
+        cpu_alloc / active,
+        active / vcpus,
+        select(driver_up, 1.0, 0.0),
+        maximum(active_fast, active_slow),
+    )
+
+
+def fault_feature(fault_pages: np.ndarray) -> np.ndarray:
+    """The ``major_faults`` feature before the mask and the clip (numpy on both backends)."""
+    return np.log10(1.0 + fault_pages) * (1.0 / _FAULT_LOG_SCALE)
+
+
+@equation
+def host_observation(
+    free_mib, host_mem_mib, host_swap_out, host_swap_out_mib, host_swap_in, host_swap_in_mib,
+    cpu_alloc_sum, pcpus, host_target_mib,
+):  # fmt: skip
+    """A host's ``HOST_FEATURES``, in order, before the clip."""
+    return (
+        free_mib / host_mem_mib,
+        memory_state(free_mib, host_mem_mib) * (1.0 / 3.0),
+        host_swap_out / host_swap_out_mib,
+        host_swap_in / host_swap_in_mib,
+        cpu_alloc_sum / pcpus,
+        host_target_mib / host_mem_mib,
+    )
+
 
 def observation_size(max_guests: int) -> int:
     """Length of the flat observation vector."""
@@ -73,38 +131,24 @@ def observe(state: State, params: Params) -> np.ndarray:
     nf = len(GUEST_FEATURES)
     out = np.empty((n, g * nf + len(HOST_FEATURES)), dtype=np.float32)
     guest = out[:, : g * nf].reshape(n, g, nf)
-    mem = params.mem_mib
-    active = params.vcpus - state.reserved_vcpus
-    columns = (
-        1.0,
-        state.balloon / mem,
-        state.balloon_target / mem,
-        (mem - state.balloon) / mem,
-        state.free / mem,
-        (state.free + state.cache) / mem,
-        state.cache / mem,
-        state.swap_in / params.swap_in_mib,
-        state.swap_out / params.swap_out_mib,
-        np.log10(1.0 + state.fault_pages) * (1.0 / _FAULT_LOG_SCALE),
-        state.oom,
-        state.alloc_stall_s / params.dt_s,
-        state.cpu_alloc / active,
-        active / params.vcpus,
-        state.driver_up,
-        np.maximum(state.active_fast, state.active_slow),
-    )
-    for k, column in enumerate(columns):
+    s, p = state, params
+    columns = guest_observation(
+        p.mem_mib, s.balloon, s.balloon_target, s.free, s.cache, s.swap_in, p.swap_in_mib,
+        s.swap_out, p.swap_out_mib, s.oom, s.alloc_stall_s, p.dt_s, s.cpu_alloc,
+        s.reserved_vcpus, p.vcpus, s.driver_up, s.active_fast, s.active_slow,
+    )  # fmt: skip
+    for k, column in zip(GUEST_OBSERVATION, columns, strict=True):
         guest[:, :, k] = column
-    guest[:, :, : len(columns)] *= params.guest_mask[..., None]
-    guest[:, :, len(columns) :] = params.obs_static  # mem_size, min, floor, max, shares, vcpus
+    guest[:, :, FAULT_FEATURE] = fault_feature(s.fault_pages)
+    guest[:, :, :NUM_DYNAMIC] *= p.guest_mask[..., None]
+    guest[:, :, NUM_DYNAMIC:] = p.obs_static  # mem_size, min, floor, max, shares, vcpus
     host = out[:, g * nf :]
-    host_mem = params.host_mem_mib[:, 0]
-    free = host_free_mib(state, params)
-    host[:, 0] = free / host_mem
-    host[:, 1] = host_memory_state(free, params) * (1.0 / 3.0)
-    host[:, 2] = state.host_swap_out / params.host_swap_out_mib[:, 0]
-    host[:, 3] = state.host_swap_in / params.host_swap_in_mib[:, 0]
-    host[:, 4] = row_sum(state.cpu_alloc) / params.pcpus[:, 0]
-    host[:, 5] = params.host_target_mib[:, 0] / host_mem
+    columns = host_observation(
+        host_free_mib(s, p), p.host_mem_mib[:, 0], s.host_swap_out, p.host_swap_out_mib[:, 0],
+        s.host_swap_in, p.host_swap_in_mib[:, 0], row_sum(s.cpu_alloc), p.pcpus[:, 0],
+        p.host_target_mib[:, 0],
+    )  # fmt: skip
+    for k, column in enumerate(columns):
+        host[:, k] = column
     np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
     return out

@@ -28,7 +28,6 @@ PAGES_PER_MIB = 256.0
 #: ESX free-memory thresholds as fractions of machine memory (Waldspurger, OSDI 2002).
 HIGH_FREE_FRAC = 0.06
 SOFT_FREE_FRAC = 0.04
-HARD_FREE_FRAC = 0.02
 LOW_FREE_FRAC = 0.01
 STATE_MARGIN_FRAC = 1e-9
 """A host is below a state line only if below it by this much: the projection puts a compliant

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, maximum, select
 from balloon_gym.core.params import REWARD_NAMES, Params
 from balloon_gym.core.rows import row_sum
 
@@ -36,6 +37,30 @@ REWARDS: dict[str, RewardSpec] = {
 }
 assert tuple(REWARDS) == REWARD_NAMES
 
+#: The parts of a reward, in the order :func:`compute` returns them.
+PARTS = ("score", "mean_throughput", "sla_ok_frac", "ooms", "host_swap_gib", "sla_misses",
+         "penalty")  # fmt: skip
+
+
+@equation
+def from_sums(
+    count, weighted_tp, share_sum, tp_sum, misses, ooms, host_swap_out_mib, reward_kind, w_oom,
+    w_host_swap_gib, w_sla,
+):  # fmt: skip
+    """A host's reward and its parts from its sums over guests: guests, share-weighted
+    throughput, shares, throughput, SLA misses, OOM kills; and its host swap-out, MiB.
+
+    Returns the reward, then the parts in :func:`compute`'s order.
+    """
+    n_guests = maximum(count, 1.0)
+    score = weighted_tp / maximum(share_sum, _EPS)
+    mean_tp = tp_sum / n_guests
+    sla_ok = 1.0 - misses / n_guests
+    swap_gib = host_swap_out_mib / 1024.0
+    base = select(reward_kind == 0, score, select(reward_kind == 1, mean_tp, sla_ok))
+    penalty = w_oom * ooms + w_host_swap_gib * swap_gib + w_sla * misses
+    return base - penalty, score, mean_tp, sla_ok, ooms, swap_gib, misses, penalty
+
 
 def weighted_throughput(tp: np.ndarray, params: Params) -> np.ndarray:
     """Share-weighted mean throughput per host ``(num_envs,)``: the BalloonBench score."""
@@ -56,27 +81,11 @@ def compute(
         The reward, and a dict of the parts: ``score`` (weighted throughput), ``mean_throughput``,
         ``sla_ok_frac``, ``ooms``, ``host_swap_gib``, ``sla_misses``, ``penalty``.
     """
-    n_guests = np.maximum(row_sum(params.guest_mask), 1)
-    score = weighted_throughput(tp, params)
-    mean_tp = row_sum(tp) / n_guests
-    misses = row_sum(sla_miss)
-    sla_ok = 1.0 - misses / n_guests
-    ooms = row_sum(oom)
-    swap_gib = host_swap_out_mib / 1024.0
-    kind = params.reward_kind[:, 0]
-    base = np.where(kind == 0, score, np.where(kind == 1, mean_tp, sla_ok))
-    penalty = (
-        params.w_oom[:, 0] * ooms
-        + params.w_host_swap_gib[:, 0] * swap_gib
-        + params.w_sla[:, 0] * misses
-    )
-    parts = {
-        "score": score,
-        "mean_throughput": mean_tp,
-        "sla_ok_frac": sla_ok,
-        "ooms": ooms,
-        "host_swap_gib": swap_gib,
-        "sla_misses": misses,
-        "penalty": penalty,
-    }
-    return base - penalty, parts
+    p = params
+    w = np.where(p.guest_mask, p.shares, 0.0)
+    r, *values = from_sums(
+        row_sum(p.guest_mask), row_sum(w * tp), row_sum(w), row_sum(tp), row_sum(sla_miss),
+        row_sum(oom), host_swap_out_mib, p.reward_kind[:, 0], p.w_oom[:, 0],
+        p.w_host_swap_gib[:, 0], p.w_sla[:, 0],
+    )  # fmt: skip
+    return r, dict(zip(PARTS, values, strict=True))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, select
 from balloon_gym.core.params import (
     HIGH_FREE_FRAC,
     LOW_FREE_FRAC,
@@ -74,14 +75,35 @@ class State(NamedTuple):
         return self.t.shape[0]
 
 
+@equation
+def consumed(mem_mib, untouched, balloon, host_swap, guest_mask):
+    """Machine memory a guest uses, MiB: every page but the untouched, ballooned and
+    host-swapped ones; 0 for padding."""
+    return (mem_mib - untouched - balloon - host_swap) * guest_mask
+
+
+@equation
+def touched(anon_res, cache, free, untouched):
+    """Guest pages with a machine page behind them (host-swapped ones included), MiB."""
+    return anon_res + cache + free - untouched
+
+
+@equation
+def memory_state(free_mib, host_mem_mib):
+    """ESX free-memory state of a host: 0 high, 1 soft, 2 hard, 3 low (see
+    :func:`host_memory_state`)."""
+    frac = free_mib / host_mem_mib + STATE_MARGIN_FRAC
+    return (
+        select(frac < HIGH_FREE_FRAC, 1, 0)
+        + select(frac < SOFT_FREE_FRAC, 1, 0)
+        + select(frac < LOW_FREE_FRAC, 1, 0)
+    )
+
+
 def consumed_mib(state: State, params: Params) -> np.ndarray:
-    """Machine memory each guest uses, MiB ``[G]``: ``mem - untouched - balloon - host_swap``,
-    0 for padding (whose fields are all 0: the mask multiplies, as ``np.where`` would give)."""
-    used = np.subtract(params.mem_mib, state.untouched)  # in place from here: one temporary
-    used -= state.balloon
-    used -= state.host_swap
-    used *= params.guest_mask
-    return used
+    """Machine memory each guest uses, MiB ``[G]`` (:func:`consumed`)."""
+    return consumed(params.mem_mib, state.untouched, state.balloon, state.host_swap,
+                    params.guest_mask)  # fmt: skip
 
 
 def host_free_mib(state: State, params: Params) -> np.ndarray:
@@ -98,21 +120,4 @@ def host_memory_state(free_mib: np.ndarray, params: Params) -> np.ndarray:
     the host pages in both states and blocks guests only below the low line. A host must be
     below a line by ``STATE_MARGIN_FRAC`` to cross it (a compliant host sits exactly on 6 %).
     """
-    frac = free_mib / params.host_mem_mib[:, 0] + STATE_MARGIN_FRAC
-    return (
-        (frac < HIGH_FREE_FRAC).astype(np.int64) + (frac < SOFT_FREE_FRAC) + (frac < LOW_FREE_FRAC)
-    )
-
-
-def where_state(mask: np.ndarray, a: State, b: State) -> State:
-    """Per env: ``a`` where ``mask`` (shape ``(num_envs,)``) is True, else ``b``."""
-    out = []
-    for x, y in zip(a, b, strict=True):
-        m = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-        out.append(np.where(m, x, y))
-    return State(*out)
-
-
-def select_state(state: State, index: np.ndarray) -> State:
-    """Rows ``index`` of every field."""
-    return State(*(a[index] for a in state))
+    return memory_state(free_mib, params.host_mem_mib[:, 0])

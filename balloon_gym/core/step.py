@@ -28,9 +28,10 @@ import numpy as np
 
 from balloon_gym.config import ConfigTypeError
 from balloon_gym.core import balloon, cpu, guest, host, perf, reward, workload
+from balloon_gym.core.ops import equation, maximum, minimum
 from balloon_gym.core.params import Params
 from balloon_gym.core.rows import row_sum, row_sum_keep
-from balloon_gym.core.state import State, consumed_mib
+from balloon_gym.core.state import State, consumed, consumed_mib, touched
 
 SUBSTEPS = (
     "workload",
@@ -185,8 +186,16 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     )
 
 
-def _touched(anon_res: np.ndarray, cache: np.ndarray, free: np.ndarray, untouched: np.ndarray):
-    return anon_res + cache + free - untouched
+@equation
+def host_swap_after_move(host_swap, touched_before, touched_after):
+    """The host drops its swap copy of pages the balloon took, in proportion, MiB."""
+    return host_swap * minimum(touched_after / maximum(touched_before, _EPS_MIB), 1.0)
+
+
+@equation
+def host_in_scale(host_swap_in_mib, host_swap_sum):
+    """Fraction of its host faults a host can serve this step (its swap-in rate)."""
+    return minimum(1.0, host_swap_in_mib / maximum(host_swap_sum, _EPS_MIB))
 
 
 def step(
@@ -217,30 +226,23 @@ def step(
 
     moved = balloon.move(state, balloon_target, up, params)
     # The host drops its swap copy of pages the balloon took, in proportion.
-    before = _touched(state.anon_res, state.cache, state.free, state.untouched)
-    after = _touched(moved.anon_res, moved.cache, moved.free, moved.untouched)
-    host_swap = host_swap * np.minimum(after / np.maximum(before, _EPS_MIB), 1.0)
-    consumed = np.where(
-        params.guest_mask, params.mem_mib - moved.untouched - moved.balloon - host_swap, 0.0
-    )
+    before = touched(state.anon_res, state.cache, state.free, state.untouched)
+    after = touched(moved.anon_res, moved.cache, moved.free, moved.untouched)
+    host_swap = host_swap_after_move(host_swap, before, after)
+    used = consumed(params.mem_mib, moved.untouched, moved.balloon, host_swap, params.guest_mask)
     budget = host.machine_budget(
-        guest.machine_demand(moved, host_swap, demand), consumed, blocked, params
+        guest.machine_demand(moved, host_swap, demand), used, blocked, params
     )
-    host_in_scale = np.minimum(
-        1.0, params.host_swap_in_mib / np.maximum(row_sum_keep(host_swap), _EPS_MIB)
-    )
-    g = guest.update(moved, host_swap, demand, budget, host_in_scale, params)
+    in_scale = host_in_scale(params.host_swap_in_mib, row_sum_keep(host_swap))
+    g = guest.update(moved, host_swap, demand, budget, in_scale, params)
 
     reserved_vcpus, vcpu_stall_s = balloon.vcpu_reservation(state, reserved_target, up, params)
     c = cpu.schedule(reserved_vcpus, demand.cpu_vcpus, params)
 
-    stall_s = (
-        g.stall_s
-        + moved.alloc_stall_s
-        + vcpu_stall_s
-        + params.dt_s * (blocked | g.oom)  # blocked in the low state; OOM restart
-    )
-    oom_scale = np.where(g.oom, params.oom_restart_frac, process["oom_scale"])
+    stall_s = perf.total_stall(g.stall_s, moved.alloc_stall_s, vcpu_stall_s, blocked | g.oom,
+                               params.dt_s)  # fmt: skip
+    oom_scale, leak = perf.restart(g.oom, process["oom_scale"], process["leak"],
+                                   params.oom_restart_frac)  # fmt: skip
     tp = perf.throughput(c.factor, stall_s, oom_scale, params)
     active_fast, active_slow = host.sample_active(state, demand.wss_mib, g.balloon, params, rng)
 
@@ -248,7 +250,7 @@ def step(
     r, parts = reward.compute(tp, g.oom, perf.sla_misses(tp, params), host_swap_out, params)
 
     process["oom_scale"] = oom_scale
-    process["leak"] = np.where(g.oom, 0.0, process["leak"])
+    process["leak"] = leak
     new_state = State(
         t=state.t + 1,
         anon_res=g.anon_res,

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from balloon_gym.core.ops import equation, maximum, minimum, scaled_sin, select
 from balloon_gym.core.params import Params
 from balloon_gym.core.state import State
 
@@ -43,6 +44,63 @@ class Demand(NamedTuple):
     cpu_vcpus: np.ndarray  # CPU demand, vCPUs
 
 
+@equation
+def advance_process(
+    u_burst, u_phase, u_level, burst_on, phase_level, leak, oom_scale, burst_p_on, burst_p_off,
+    burst_mult, phase_p, phase_low, phase_high, leak_mib, oom_recover_per_step,
+):  # fmt: skip
+    """The process one step on: burst state, phase level, leak, OOM recovery (``advance``)."""
+    burst = select(burst_on, u_burst >= burst_p_off, u_burst < burst_p_on) & (burst_mult > 1.0)
+    new_level = phase_low + u_level * (phase_high - phase_low)
+    level = select(u_phase < phase_p, new_level, phase_level)
+    return burst, level, leak + leak_mib, minimum(oom_scale + oom_recover_per_step, 1.0)
+
+
+@equation
+def level(
+    t, diurnal_period_steps, diurnal_phase, diurnal_amp, phase_offset, burst_on, burst_mult,
+    phase_level,
+):  # fmt: skip
+    """Demand level at step ``t``: diurnal cycle, burst and phase (the module's ``level``)."""
+    angle = 2.0 * np.pi * (t / diurnal_period_steps + diurnal_phase)
+    cycle = 1.0 + scaled_sin(diurnal_amp, angle + 2.0 * np.pi * phase_offset)
+    return cycle * select(burst_on, burst_mult, 1.0) * phase_level
+
+
+@equation
+def base_demand(level, anon_mib, cpu_vcpus, cache_mib):
+    """Footprint base (MiB), CPU (vCPUs) and page cache (MiB) wanted at ``level``."""
+    return anon_mib * level, cpu_vcpus * level, cache_mib * level
+
+
+@equation
+def trace_position(trace_pos, t, trace_rate):
+    """Sample index (as a float, floored) and interpolation weight of a trace at step ``t``."""
+    pos = trace_pos + t * trace_rate
+    base = np.floor(pos)
+    return base, pos - base
+
+
+@equation
+def interpolate(w, x0, x1):
+    """Linear interpolation between two trace samples."""
+    return (1.0 - w) * x0 + w * x1
+
+
+@equation
+def trace_demand(mem_frac, cpu_frac, trace_mem_scale, mem_mib, anon_mib, vcpus, cpu_vcpus):
+    """Footprint base and CPU demand of a trace guest from its trace's used fractions."""
+    anon_base = maximum(minimum(mem_frac * trace_mem_scale, 1.0) * mem_mib, anon_mib)
+    return anon_base, maximum(cpu_frac * vcpus, cpu_vcpus)
+
+
+@equation
+def footprint(anon_base, leak, oom_scale, wss_frac, touch_mib):
+    """Anonymous footprint and hot set wanted, MiB."""
+    anon = (anon_base + leak) * oom_scale
+    return anon, minimum(wss_frac * anon + touch_mib, anon)
+
+
 def trace_usage(
     t: np.ndarray, trace_vm: np.ndarray, trace_pos: np.ndarray, params: Params
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,14 +109,12 @@ def trace_usage(
     Linear interpolation between samples, wrapping around the end of the VM's trace.
     """
     length = params.bank_len[trace_vm]
-    pos = trace_pos + t[:, None] * params.trace_rate
-    base = np.floor(pos)
-    w = pos - base
+    base, w = trace_position(trace_pos, t[:, None], params.trace_rate)
     i0 = base.astype(np.int64) % length
     i1 = (i0 + 1) % length
     mem, cpu = params.bank_mem_frac, params.bank_cpu_frac
-    mem_frac = (1.0 - w) * mem[trace_vm, i0] + w * mem[trace_vm, i1]
-    cpu_frac = (1.0 - w) * cpu[trace_vm, i0] + w * cpu[trace_vm, i1]
+    mem_frac = interpolate(w, mem[trace_vm, i0], mem[trace_vm, i1])
+    cpu_frac = interpolate(w, cpu[trace_vm, i0], cpu[trace_vm, i1])
     return mem_frac, cpu_frac
 
 
@@ -74,26 +130,18 @@ def demand(
     params: Params,
 ) -> Demand:
     """Demand at step ``t`` (``[N]``) given the process state (all other arrays ``[G]``)."""
-    angle = 2.0 * np.pi * (t[:, None] / params.diurnal_period_steps + params.diurnal_phase)
-    level = 1.0 + params.diurnal_amp * np.sin(angle + 2.0 * np.pi * phase_offset)
-    level = level * np.where(burst_on, params.burst_mult, 1.0) * phase_level
-    anon_base = params.anon_mib * level
-    cpu = params.cpu_vcpus * level
-    if params.bank_len.size:  # a batch-level switch, not a branch per guest
-        mem_frac, cpu_frac = trace_usage(t, trace_vm, trace_pos, params)
-        traced = params.trace_mask
-        anon_base = np.where(
-            traced,
-            np.maximum(
-                np.minimum(mem_frac * params.trace_mem_scale, 1.0) * params.mem_mib,
-                params.anon_mib,
-            ),
-            anon_base,
-        )
-        cpu = np.where(traced, np.maximum(cpu_frac * params.vcpus, params.cpu_vcpus), cpu)
-    anon = (anon_base + leak) * oom_scale
-    wss = np.minimum(params.wss_frac * anon + params.touch_mib, anon)
-    return Demand(anon_mib=anon, wss_mib=wss, cache_mib=params.cache_mib * level, cpu_vcpus=cpu)
+    p = params
+    lv = level(t[:, None], p.diurnal_period_steps, p.diurnal_phase, p.diurnal_amp, phase_offset,
+               burst_on, p.burst_mult, phase_level)  # fmt: skip
+    anon_base, cpu, cache = base_demand(lv, p.anon_mib, p.cpu_vcpus, p.cache_mib)
+    if p.bank_len.size:  # a batch-level switch, not a branch per guest
+        mem_frac, cpu_frac = trace_usage(t, trace_vm, trace_pos, p)
+        traced_base, traced_cpu = trace_demand(mem_frac, cpu_frac, p.trace_mem_scale, p.mem_mib,
+                                               p.anon_mib, p.vcpus, p.cpu_vcpus)  # fmt: skip
+        anon_base = np.where(p.trace_mask, traced_base, anon_base)
+        cpu = np.where(p.trace_mask, traced_cpu, cpu)
+    anon, wss = footprint(anon_base, leak, oom_scale, p.wss_frac, p.touch_mib)
+    return Demand(anon_mib=anon, wss_mib=wss, cache_mib=cache, cpu_vcpus=cpu)
 
 
 def initial_process(params: Params, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -126,13 +174,12 @@ def advance(
         params: Scenario arrays.
         uniforms: ``(NUM_UNIFORMS, num_envs, max_guests)`` uniform draws in [0, 1).
     """
-    u_burst, u_phase, u_level = uniforms
-    burst_on = np.where(state.burst_on, u_burst >= params.burst_p_off, u_burst < params.burst_p_on)
-    burst_on &= params.burst_mult > 1.0
-    new_level = params.phase_low + u_level * (params.phase_high - params.phase_low)
-    phase_level = np.where(u_phase < params.phase_p, new_level, state.phase_level)
-    leak = state.leak + params.leak_mib
-    oom_scale = np.minimum(state.oom_scale + params.oom_recover_per_step, 1.0)
+    p = params
+    burst_on, phase_level, leak, oom_scale = advance_process(
+        *uniforms, state.burst_on, state.phase_level, state.leak, state.oom_scale, p.burst_p_on,
+        p.burst_p_off, p.burst_mult, p.phase_p, p.phase_low, p.phase_high, p.leak_mib,
+        p.oom_recover_per_step,
+    )  # fmt: skip
     process = {
         "burst_on": burst_on,
         "phase_level": phase_level,

@@ -393,10 +393,6 @@ class StepInfo(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def fresh_copy(self) -> StepInfo:
-        """A new mapping over the same step (without keys added since)."""
-        return StepInfo(self._state, self._params, self._parts, self._static, self._computed)
-
     def row(self, i: int) -> dict[str, Any]:
         """Everything for env ``i``, as Python scalars and small arrays."""
         out: dict[str, Any] = {}

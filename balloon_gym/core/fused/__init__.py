@@ -7,8 +7,10 @@ of a step in the per-call overhead of ~300 array operations and their temporarie
 loop over hosts and guests in one compiled pass per sub-step instead. Enable it with
 ``backend="numba"`` on any env (``pip install 'balloon-gym[fast]'``).
 
-- **Same numbers.** Each kernel repeats the reference's float operations in the same order.
-  Sums over a host's guests run in guest order where the reference sums through BLAS
+- **Same numbers.** The kernels compile the reference's own equations (``core/ops.py``), so
+  they repeat its float operations in the same order; only the reductions over a host's guests
+  have a loop form of their own. Sums over a host's guests run in guest order where the
+  reference sums through BLAS
   (``core/rows.py``), so results agree to float rounding, not always to the last bit (the
   tests hold them to 1e-9 relative over hundreds of steps; ``docs/speed.md``). The float32
   observation agrees to one float32 rounding step; its ``major_faults`` feature is computed
@@ -29,13 +31,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import operator
 from types import ModuleType
 
 import numpy as np
 
 from balloon_gym.core import workload
-from balloon_gym.core.observe import GUEST_FEATURES, HOST_FEATURES, observation_size
+from balloon_gym.core.observe import GUEST_FEATURES, fault_feature, observation_size
 from balloon_gym.core.params import Params
 from balloon_gym.core.state import State
 from balloon_gym.core.step import StepOutput, split_action
@@ -44,66 +45,20 @@ MISSING_NUMBA = "the numba backend needs numba: pip install 'balloon-gym[fast]'"
 
 #: State fields the new state shares with the old one (the reference carries them over).
 _SHARED = ("phase_offset", "trace_vm", "trace_pos")
-_BOOL = ("burst_on", "oom", "driver_up")
-_INT = ("outage_left",)
-_HOST = ("host_swap_out", "host_swap_in")
-_FLOAT = tuple(
-    f for f in State._fields if f not in {*_SHARED, *_BOOL, *_INT, *_HOST, "t"}
-)  # every other field: float64 [G]
-#: Where each ``State`` field of a new state comes from: (buffer, row) or ("shared", name).
-_LAYOUT = tuple(
-    ("t", 0)
-    if f == "t"
-    else ("shared", f)
-    if f in _SHARED
-    else next((kind, names.index(f)) for kind, names in
-              (("f", _FLOAT), ("b", _BOOL), ("i", _INT), ("h", _HOST)) if f in names)
-    for f in State._fields
-)  # fmt: skip
+#: ``step_kernel``'s profiling counters, off (``benchmarks/fused_profile.py`` passes its own).
+_NO_TICKS = np.zeros(0, dtype=np.int64)
 
 
 class _Kernels:
-    """The compiled kernels and the getters of the arrays they take, in their order."""
+    """The compiled kernels and what the caller needs to know of their layout."""
 
     def __init__(self, module: ModuleType) -> None:
         self.step_kernel = module.step_kernel
         self.observe_kernel = module.observe_kernel
         self.action_is_finite = module.action_is_finite
         self.reward_rows = module.REWARD_ROWS[1:]
-        self.step_params = operator.attrgetter(*module.STEP_PARAMS)
-        self.state = operator.attrgetter(*module.STATE_FIELDS)
-        self.obs_params = operator.attrgetter(*module.OBS_PARAMS)
-        self.obs_state = operator.attrgetter(*module.OBS_STATE)
-        self.num_static = len(GUEST_FEATURES) - len(module.DYNAMIC_FEATURES)
+        self.num_static = len(GUEST_FEATURES) - module.NUM_DYNAMIC
         self.fault_feature = module.FAULT_FEATURE
-        self.fault_scale = 1.0 / module.FAULT_LOG_SCALE
-
-
-def _check_reference(module: ModuleType) -> None:
-    """Raise if the kernels no longer match the reference's layout or constants.
-
-    The kernels copy what they depend on (numba's cache cannot see other files change); this
-    turns a stale copy into a clear error instead of numbers that drift from the reference.
-    """
-    problems = []
-    if set(module.STATE_FIELDS) != set(State._fields):
-        problems.append(f"State fields {sorted(set(State._fields) ^ set(module.STATE_FIELDS))}")
-    for name, value in module.REFERENCE_CONSTANTS.items():
-        mod_name, attr = name.split(".")
-        current = getattr(importlib.import_module(f"balloon_gym.core.{mod_name}"), attr, None)
-        if current != value:
-            problems.append(f"{name} is {current!r}, the kernels copy {value!r}")
-    features = tuple(f for f, _ in GUEST_FEATURES)
-    if features[: len(module.DYNAMIC_FEATURES)] != module.DYNAMIC_FEATURES:
-        problems.append("the dynamic guest features of core/observe.py")
-    if tuple(f for f, _ in HOST_FEATURES) != module.HOST_FEATURES:
-        problems.append("the host features of core/observe.py")
-    if problems:
-        raise RuntimeError(
-            "balloon_gym/core/fused/kernels.py is out of date with the numpy core: "
-            + "; ".join(problems)
-            + ". Update the kernels to match (the numpy backend is unaffected)."
-        )
 
 
 @functools.cache
@@ -112,30 +67,38 @@ def load_kernels() -> _Kernels:
 
     Raises:
         ImportError: If numba is not installed (or cannot be imported).
-        RuntimeError: If the kernels are out of date with the numpy core.
     """
     try:
         importlib.import_module("numba")
     except ImportError as err:
         raise ImportError(MISSING_NUMBA) from err
-    module = importlib.import_module("balloon_gym.core.fused.kernels")
-    _check_reference(module)
-    return _Kernels(module)
+    return _Kernels(importlib.import_module("balloon_gym.core.fused.kernels"))
 
 
-def _new_state(state: State, n: int, g: int) -> State:
-    """Arrays for the state after a step: rows of a few fresh buffers, one per dtype, and the
-    fields carried over from ``state``."""
-    buffers = {
-        "t": np.empty((1, n), dtype=np.int64),
-        "f": np.empty((len(_FLOAT), n, g)),
-        "b": np.empty((len(_BOOL), n, g), dtype=np.bool_),
-        "i": np.empty((len(_INT), n, g), dtype=np.int64),
-        "h": np.empty((len(_HOST), n)),
-    }
-    return State(
-        *(getattr(state, key) if kind == "shared" else buffers[kind][key] for kind, key in _LAYOUT)
-    )
+@functools.cache
+def _layout(kinds: tuple) -> tuple[tuple, tuple]:
+    """How a new state is laid out, from each ``State`` field's (dtype, ndim) in ``kinds``: one
+    buffer per (dtype, ndim) of the fields a step writes, as (dtype, ndim, rows); and for each
+    field in order, its (buffer, row), or (None, name) for a field carried over (``_SHARED``)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, kind in zip(State._fields, kinds, strict=True):
+        if name not in _SHARED:
+            groups.setdefault(kind, []).append(name)
+    buffers = tuple((dtype, ndim, len(names)) for (dtype, ndim), names in groups.items())
+    where = {name: (b, row) for b, names in enumerate(groups.values()) for row, name in
+             enumerate(names)}  # fmt: skip
+    return buffers, tuple(where.get(name, (None, name)) for name in State._fields)
+
+
+def _new_state(state: State) -> State:
+    """Arrays for the state after a step: rows of a few fresh buffers, one per dtype and ndim of
+    the fields of ``state``, and the fields carried over from it (``_SHARED``)."""
+    n, g = state.anon_res.shape
+    buffers, fields = _layout(tuple((a.dtype, a.ndim) for a in state))
+    arrays = [
+        np.empty((rows, n, g) if ndim == 2 else (rows, n), dtype) for dtype, ndim, rows in buffers
+    ]
+    return State(*(getattr(state, row) if b is None else arrays[b][row] for b, row in fields))
 
 
 def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -> None:
@@ -149,8 +112,7 @@ def _fault_feature(obs: np.ndarray, state: State, params: Params, k: _Kernels) -
     """
     n, g = params.guest_mask.shape
     nf = len(GUEST_FEATURES)
-    value = np.log10(1.0 + state.fault_pages)
-    value *= k.fault_scale
+    value = fault_feature(state.fault_pages)
     value *= params.guest_mask
     np.minimum(value, 1.0, out=value)
     obs[:, : g * nf].reshape(n, g, nf)[:, :, k.fault_feature] = value
@@ -171,7 +133,7 @@ def _step(
         raise AssertionError("unreachable: split_action accepted an action the kernel refused")
     uniforms = rng.random((workload.NUM_UNIFORMS + 1, n, g))
     normals = rng.standard_normal((n, g))  # the draw of host.sample_active, in the same order
-    new_state = _new_state(state, n, g)
+    new_state = _new_state(state)
     out = np.empty((len(k.reward_rows) + 1, n))
     rows = n if with_obs else 0
     obs = np.empty((rows, observation_size(g) if with_obs else 0), dtype=np.float32)
@@ -179,17 +141,9 @@ def _step(
     if with_obs:
         _check_static(params, k)
     k.step_kernel(
-        k.step_params(params),
-        k.state(state),
-        k.state(new_state),
-        action,
-        uniforms,
-        normals,
-        out,
-        params.obs_static,
-        obs,
-        memory,
-    )
+        tuple(params), tuple(state), tuple(new_state), action, uniforms, normals, out, obs, memory,
+        _NO_TICKS,
+    )  # fmt: skip
     parts = dict(zip(k.reward_rows, out[1:], strict=True))
     if not with_obs:
         return new_state, StepOutput(reward=out[0], parts=parts), None, {}
@@ -263,7 +217,7 @@ def observe(state: State, params: Params) -> np.ndarray:
     n, g = params.guest_mask.shape
     _check_static(params, k)
     out = np.empty((n, observation_size(g)), dtype=np.float32)
-    k.observe_kernel(k.obs_params(params), k.obs_state(state), out)
+    k.observe_kernel(tuple(params), tuple(state), out)
     _fault_feature(out, state, params, k)
     return out
 

@@ -1,40 +1,106 @@
 """Compiled kernels of the fused backend: the whole step and the observation, in numba.
 
-``step_kernel`` runs the sub-steps of ``balloon_gym/core/step.py`` in the same order, one
-compiled function per sub-step, then (when asked) builds the observation of the new state;
-``observe_kernel`` is ``core/observe.py`` alone. Each function mirrors
-the numpy function named in its docstring as a loop over hosts ``n`` and guests ``g`` with the
-float operations in the same order, so that it gives the same numbers. Sums over a host's guests
-run in guest order where the reference sums through BLAS (``core/rows.py``), which may round
-the last bit differently.
+The model's equations are not repeated here. Each is written once, in the numpy core, as a
+function registered with :func:`balloon_gym.core.ops.equation`; this module compiles every one of
+them for scalars (the primitives ``minimum``, ``maximum``, ``select``, ``scaled_sin`` rebound to
+the scalar forms of ``SCALAR_PRIMITIVES``) and calls them inside loops over hosts ``n`` and guests
+``g``. What is left here is the loops and the reductions over a host's guests, which have a numpy
+form (vectorised over rows) and a loop form (here): the allocation projection, the reclaim split,
+the machine-page budget, water-filling and the reward's sums; ``tests/test_fused.py`` holds the
+two forms to each other. Sums over a host's guests run in guest order where the numpy core sums
+through BLAS (``core/rows.py``), which may round the last bit differently.
 
-Structure: one function per sub-step, each a loop over all hosts and their guests (with a
-sum over a host's guests where the model has one), taking only the arrays it uses, under their
-``Params``/``State`` field names (a trailing ``0`` marks the state before the step; ``[G]``:
-``(num_envs, max_guests)``, ``[H]``: ``(num_envs, 1)``). Per-guest helpers take and return
-scalars. Every helper is inlined into its entry point, and the entry points promise LLVM that
-their arrays do not overlap (``NoAliasCompiler``). Measured alternatives were slower: one fused
-pass per host keeps ~140 arrays live and spills their pointers on every access (1.5x slower);
-shorter loops move more memory; taking 64 hosts at a time through all sub-steps to stay in L2
-(1.1x slower: the step is bound by instructions, not memory); the guest count as a compile-time
-constant (1.15x slower); the observation computed feature by feature over a host's guests and
-then transposed (1.25x slower). ``benchmarks/fused_profile.py`` times each sub-step.
+Structure: ``step_kernel`` runs the sub-steps of ``balloon_gym/core/step.py`` (``SUBSTEPS``) in
+order, one function per sub-step (named as in ``SUBSTEPS``, listed in ``SUBSTEP_FUNCTIONS``),
+each a loop over all hosts and their guests taking the whole ``Params`` (``p``), the state before
+the step (``s``) and the new state (``o``) as namedtuples of the same fields. Every helper is
+inlined into its entry point, and the entry points promise LLVM that their arrays do not overlap
+(``NoAliasCompiler``). Measured alternatives were slower: one fused pass per host keeps ~140
+arrays live and spills their pointers on every access (1.5x slower); taking 64 hosts at a time
+through all sub-steps to stay in L2 (1.1x slower); the guest count as a compile-time constant
+(1.15x slower); the observation computed feature by feature over a host's guests and then
+transposed (1.25x slower). ``benchmarks/fused_profile.py`` times each sub-step.
 
-This one file holds all the compiled code, and it names its own inputs (``STEP_PARAMS``,
-``STATE_FIELDS``, ...) and copies the reference's constants (``REFERENCE_CONSTANTS``): numba's
-on-disk cache is invalidated only when this file changes, so nothing it compiles may depend on
-another file's layout or values. ``balloon_gym.core.fused`` checks the copies against the
-reference when it loads this module.
+Numba's on-disk cache would only notice a change of this file; the code compiled here comes from
+every file of ``balloon_gym/core``, so the cache is keyed on a hash of all of them
+(:class:`CoreSourcesLocator`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import types
 from collections import namedtuple
+from functools import cache
+from pathlib import Path
 
 import numpy as np
+from llvmlite import ir
 from numba import njit
+from numba.core import caching
+from numba.core import types as nb_types
 from numba.core.compiler import Compiler
-from numba.extending import register_jitable
+from numba.extending import intrinsic, overload, register_jitable
+
+from balloon_gym.core import balloon, cpu, guest, host, ops, perf, reward, state, workload
+from balloon_gym.core.observe import (
+    FAULT_FEATURE,
+    GUEST_OBSERVATION,
+    HOST_FEATURES,
+    NUM_DYNAMIC,
+    guest_observation,
+    host_observation,
+)
+from balloon_gym.core.params import Params
+from balloon_gym.core.state import State
+from balloon_gym.core.step import SUBSTEPS, host_in_scale, host_swap_after_move
+
+_CORE_DIR = Path(balloon.__file__).resolve().parent
+
+
+@cache
+def core_sources_hash() -> str:
+    """SHA-256 of every Python source of ``balloon_gym/core`` (this package included)."""
+    h = hashlib.sha256()
+    for path in sorted(_CORE_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(_CORE_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+class _CoreSourcesStamp:
+    """Locator mixin: the cache's freshness stamp is the hash of the core's sources, and the
+    hash is part of the cache files' names (a stale file is never even looked at)."""
+
+    def get_source_stamp(self):
+        return core_sources_hash()
+
+    def get_disambiguator(self):
+        return f"{super().get_disambiguator()}-{core_sources_hash()[:16]}"
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if py_func.__module__ != __name__:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+class CoreSourcesLocator(_CoreSourcesStamp, caching.InTreeCacheLocator):
+    """The kernels' cache in ``__pycache__`` next to this file, keyed on the core's sources."""
+
+
+class _UserWideCoreSourcesLocator(_CoreSourcesStamp, caching.UserWideCacheLocator):
+    """The same in the user-wide cache directory, when the package's directory is read-only."""
+
+
+class _UserProvidedCoreSourcesLocator(_CoreSourcesStamp, caching.UserProvidedCacheLocator):
+    """The same in ``NUMBA_CACHE_DIR``, when it is set."""
+
+
+_LOCATORS = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # renamed in numba 0.62
+for _locator in (_UserWideCoreSourcesLocator, CoreSourcesLocator, _UserProvidedCoreSourcesLocator):
+    if _locator not in _LOCATORS._locator_classes:
+        _LOCATORS._locator_classes.insert(0, _locator)
 
 
 class NoAliasCompiler(Compiler):
@@ -46,8 +112,6 @@ class NoAliasCompiler(Compiler):
     fresh (``balloon_gym.core.fused``); the arrays they only read may share memory (the old and
     new state share ``phase_offset``, ``trace_vm`` and ``trace_pos``, which are never written).
     Measured: the step 14 % faster at 1024 hosts x 8 guests, with bit-identical results.
-    Numba has no public option for it (its parallel loops set the same flag internally); a
-    ``pipeline_class`` is numba's documented way to customise compilation.
     """
 
     def define_pipelines(self):
@@ -59,216 +123,136 @@ ENTRY = {"cache": True, "error_model": "numpy", "pipeline_class": NoAliasCompile
 """Options of the entry points: cached on disk; a float division by zero gives inf/NaN as in
 numpy instead of raising; no overlapping array arguments (``NoAliasCompiler``)."""
 INNER = {"error_model": "numpy", "forceinline": True}
-"""Options of the functions they call (``register_jitable``: compiled into the entry points,
-no Python wrapper of their own; callable from Python as plain functions too). ``forceinline``
-has LLVM inline every one of them into its entry point (LLVM's own heuristics left most
-sub-steps as calls, whose arguments then lose ``NoAliasCompiler``'s guarantee): 6 % faster,
+"""Options of the functions they call (compiled into the entry points, no Python wrapper of
+their own). ``forceinline`` has LLVM inline every one of them into its entry point: 6 % faster,
 bit-identical."""
 
-#: The reference's constants, copied (``module.NAME``, relative to ``balloon_gym.core``).
-REFERENCE_CONSTANTS = {
-    "params.HIGH_FREE_FRAC": 0.06,
-    "params.SOFT_FREE_FRAC": 0.04,
-    "params.LOW_FREE_FRAC": 0.01,
-    "params.STATE_MARGIN_FRAC": 1e-9,
-    "params.HOST_HARD": 2,
-    "params.HOST_LOW": 3,
-    "params.PAGES_PER_MIB": 256.0,
-    "guest.CACHE_REREAD_FRAC": 0.02,
-    "step._EPS_MIB": 1e-6,
-    "balloon._EPS_MIB": 1e-6,
-    "host._EPS_MIB": 1e-6,
-    "guest._EPS_MIB": 1e-6,
-    "cpu._EPS": 1e-9,
-    "reward._EPS": 1e-12,
-    "observe._FAULT_LOG_SCALE": 8.0,
-    "workload.NUM_UNIFORMS": 3,
+
+@register_jitable(**INNER)
+def _select(cond, a, b):
+    return a if cond else b
+
+
+@register_jitable(**INNER)
+def _scaled_sin(amp, angle):
+    return amp * np.sin(angle) if amp != 0.0 else 0.0  # 1 + 0 * sin(x) == 1 + 0: no sine
+
+
+@register_jitable(**INNER)
+def _per(x, d):
+    return x * (1.0 / d)  # LLVM computes 1 / d once for all the features with this d
+
+
+#: The scalar forms of the primitives of ``core/ops.py``, by name.
+SCALAR_PRIMITIVES = {
+    "minimum": min,
+    "maximum": max,
+    "select": _select,
+    "scaled_sin": _scaled_sin,
+    "per": _per,
 }
-HIGH_FREE_FRAC = REFERENCE_CONSTANTS["params.HIGH_FREE_FRAC"]
-SOFT_FREE_FRAC = REFERENCE_CONSTANTS["params.SOFT_FREE_FRAC"]
-LOW_FREE_FRAC = REFERENCE_CONSTANTS["params.LOW_FREE_FRAC"]
-STATE_MARGIN_FRAC = REFERENCE_CONSTANTS["params.STATE_MARGIN_FRAC"]
-HOST_HARD = REFERENCE_CONSTANTS["params.HOST_HARD"]
-HOST_LOW = REFERENCE_CONSTANTS["params.HOST_LOW"]
-PAGES_PER_MIB = REFERENCE_CONSTANTS["params.PAGES_PER_MIB"]
-CACHE_REREAD_FRAC = REFERENCE_CONSTANTS["guest.CACHE_REREAD_FRAC"]
-EPS_MIB = REFERENCE_CONSTANTS["step._EPS_MIB"]
-EPS_CPU = REFERENCE_CONSTANTS["cpu._EPS"]
-EPS_REWARD = REFERENCE_CONSTANTS["reward._EPS"]
-FAULT_LOG_SCALE = REFERENCE_CONSTANTS["observe._FAULT_LOG_SCALE"]
-TWO_PI = 2.0 * np.pi  # the reference's ``2.0 * np.pi * x`` is ``(2.0 * np.pi) * x``
 
-#: ``State`` fields, all of which a step writes (or carries over).
-STATE_FIELDS = (
-    "t", "anon_res", "anon_swap", "cache", "free", "untouched", "balloon", "balloon_swap",
-    "host_swap", "alloc_target", "balloon_target", "reserved_vcpus", "burst_on", "phase_level",
-    "phase_offset", "leak", "oom_scale", "trace_vm", "trace_pos", "outage_left", "active_fast",
-    "active_slow", "swap_in", "swap_out", "fault_pages", "oom", "alloc_stall_s", "stall_s",
-    "cpu_alloc", "throughput", "balloon_moved", "driver_up", "host_swap_out", "host_swap_in",
-)  # fmt: skip
-#: ``Params`` fields the step reads.
-STEP_PARAMS = (
-    "dt_s", "host_mem_mib", "host_reserved_mib", "host_target_mib", "pcpus",
-    "host_swap_out_mib", "host_swap_in_mib", "host_fault_s", "sampling", "sample_pages",
-    "sample_fast_alpha", "sample_slow_alpha", "delta_mode", "delta_frac", "reward_kind", "w_oom",
-    "w_host_swap_gib", "w_sla", "guest_mask", "mem_mib", "min_mib", "max_mib", "kernel_mib",
-    "balloon_max_mib", "shares", "vcpus", "vcpu_change", "vcpu_change_cost_s", "swap_mib",
-    "swap_out_mib", "swap_in_mib", "cache_reclaim_mib", "fault_s", "lhp_penalty", "sla",
-    "report_frac", "user_driver", "rate_adaptive", "alloc_mib", "free_mib", "request_mib",
-    "stall_s_per_mib", "driver_present", "outage_start_step", "outage_steps", "outage_p",
-    "anon_mib", "wss_frac", "cache_mib", "cpu_vcpus", "diurnal_amp", "diurnal_period_steps",
-    "diurnal_phase", "burst_mult", "burst_p_on", "burst_p_off", "phase_p", "phase_low",
-    "phase_high", "leak_mib", "oom_restart_frac", "oom_recover_per_step", "touch_mib",
-    "trace_mask", "trace_rate", "trace_mem_scale", "bank_mem_frac", "bank_cpu_frac", "bank_len",
-)  # fmt: skip
-#: ``Params`` and ``State`` fields the observation reads.
-OBS_PARAMS = (
-    "dt_s", "host_mem_mib", "host_reserved_mib", "host_target_mib", "pcpus",
-    "host_swap_out_mib", "host_swap_in_mib", "guest_mask", "mem_mib", "vcpus", "swap_out_mib",
-    "swap_in_mib", "obs_static",
-)  # fmt: skip
-OBS_STATE = (
-    "untouched", "balloon", "free", "cache", "host_swap", "balloon_target", "reserved_vcpus",
-    "active_fast", "active_slow", "swap_in", "swap_out", "oom", "alloc_stall_s", "cpu_alloc",
-    "driver_up", "host_swap_out", "host_swap_in",
-)  # fmt: skip
-#: The observation features the kernel computes (the rest of a guest's are ``obs_static``),
-#: but for ``FAULT_FEATURE``, which it leaves to the caller.
-DYNAMIC_FEATURES = (
-    "present", "balloon", "balloon_target", "usable", "free", "available", "cache", "swap_in",
-    "swap_out", "major_faults", "oom", "alloc_stall", "cpu_util", "active_vcpus", "driver_up",
-    "active_estimate",
-)  # fmt: skip
-FAULT_FEATURE = DYNAMIC_FEATURES.index("major_faults")
-HOST_FEATURES = (
-    "host_free", "host_state", "host_swap_out", "host_swap_in", "pcpu_load", "host_capacity",
-)  # fmt: skip
+
+def _compile_for_scalars(fn):
+    """Have numba compile calls of ``fn`` (an equation of the numpy core) as ``fn``'s own code
+    with the primitives rebound to their scalar forms."""
+    scope = {**fn.__globals__, **SCALAR_PRIMITIVES}
+    scalar_fn = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+    overload(fn, jit_options=INNER, strict=False)(lambda *args, **kwargs: scalar_fn)
+
+
+for _fn in ops.EQUATIONS:
+    _compile_for_scalars(_fn)
+
+#: ``Params`` and ``State`` as the kernels see them (numba builds them from plain tuples).
+KParams = namedtuple("KParams", Params._fields)
+KState = namedtuple("KState", State._fields)
+#: What the step passes between sub-steps: as ``workload.Demand`` and ``balloon.BalloonMove``.
+Demand = namedtuple("Demand", workload.Demand._fields)
+Move = namedtuple("Move", balloon.BalloonMove._fields)
+
 #: Rows of ``step_kernel``'s ``out``: the reward, then its parts in ``reward.compute``'s order.
-REWARD_ROWS = (
-    "reward", "score", "mean_throughput", "sla_ok_frac", "ooms", "host_swap_gib", "sla_misses",
-    "penalty",
-)  # fmt: skip
+REWARD_ROWS = ("reward", *reward.PARTS)
 
-StepParams = namedtuple("StepParams", STEP_PARAMS)
-KState = namedtuple("KState", STATE_FIELDS)
-ObsParams = namedtuple("ObsParams", OBS_PARAMS)
-ObsState = namedtuple("ObsState", OBS_STATE)
-#: What the step passes between sub-steps: as ``workload.Demand``, ``balloon.BalloonMove`` and
-#: ``guest.GuestStep`` (the fields the step uses).
-Demand = namedtuple("Demand", ("anon_mib", "wss_mib", "cache_mib", "cpu_vcpus"))
-Move = namedtuple(
-    "Move",
-    ("anon_res", "anon_swap", "cache", "free", "untouched", "balloon", "balloon_swap",
-     "swap_out", "cache_dropped", "oom"),
-)  # fmt: skip
-GuestOut = namedtuple(
-    "GuestOut",
-    ("anon_res", "anon_swap", "cache", "free", "untouched", "balloon", "balloon_swap",
-     "host_swap", "host_swap_in", "swap_in", "swap_out", "fault_pages", "oom", "stall_s"),
-)  # fmt: skip
+#: The kernel computes the guest features of ``observe.GUEST_OBSERVATION`` (the dynamic ones,
+#: before ``NUM_DYNAMIC``, but ``FAULT_FEATURE``: ``major_faults`` is left to the caller) and
+#: copies ``params.obs_static`` after them.
+OBSERVATION_LAYOUT = (GUEST_OBSERVATION, FAULT_FEATURE, NUM_DYNAMIC)
+assert len(GUEST_OBSERVATION) == 15 and len(HOST_FEATURES) == 6  # the unrolled lines below
 
-
-# --- 1. workload (workload.advance, workload.demand, workload.trace_usage) --------------------
+# --- 1. workload (workload.advance, workload.demand) ------------------------------------------
 
 
 @register_jitable(**INNER)
-def advance(
-    uniforms, burst_on0, phase_level0, leak0, oom_scale0, burst_p_on, burst_p_off, burst_mult,
-    phase_p, phase_low, phase_high, leak_mib, oom_recover_per_step,
-    burst_on, phase_level, leak, oom_scale,
-):  # fmt: skip
-    """Move the workload processes one step into ``burst_on`` ... ``oom_scale`` (``advance``).
+def workload_(p, s, o, uniforms):
+    """The processes one step on into ``o``; returns this step's ``Demand``.
 
-    ``leak`` and ``oom_scale`` get the values before this step's OOM kills; the step resets
-    them where the OOM killer fires, as the reference does.
+    ``leak`` and ``oom_scale`` get the values before this step's OOM kills; ``perf_`` resets
+    them where the OOM killer fires, as the reference does. Trace guests replay only when the
+    batch has a trace bank, as in the reference. Four short loops: the first and the last
+    vectorise, which one loop with the sine's and the trace's branches would not.
     """
-    n_envs, n_guests = burst_on.shape
+    n_envs, n_guests = p.guest_mask.shape
+    shape = (n_envs, n_guests)
+    d = Demand(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape))
     for n in range(n_envs):
         for g in range(n_guests):
-            u = uniforms[0, n, g]
-            on = u >= burst_p_off[n, g] if burst_on0[n, g] else u < burst_p_on[n, g]
-            burst_on[n, g] = on and burst_mult[n, g] > 1.0
-            level = phase_level0[n, g]
-            if uniforms[1, n, g] < phase_p[n, g]:
-                lo, hi = phase_low[n, g], phase_high[n, g]
-                level = lo + uniforms[2, n, g] * (hi - lo)
-            phase_level[n, g] = level
-            leak[n, g] = leak0[n, g] + leak_mib[n, g]
-            oom_scale[n, g] = min(oom_scale0[n, g] + oom_recover_per_step[n, g], 1.0)
-
-
-@register_jitable(**INNER)
-def _interpolate(frac, vm, i0, i1, w):
-    """``(1 - w) * frac[vm, i0] + w * frac[vm, i1]`` (``trace_usage``)."""
-    return (1.0 - w) * frac[vm, i0] + w * frac[vm, i1]
-
-
-@register_jitable(**INNER)
-def trace_demand(
-    t, trace_vm, trace_pos, trace_mask, trace_rate, trace_mem_scale, mem_mib, vcpus, anon_mib,
-    cpu_vcpus, bank_mem_frac, bank_cpu_frac, bank_len, anon_base, cpu,
-):  # fmt: skip
-    """Replace the footprint base and CPU demand of trace guests by their trace, in place
-    (``workload.demand`` and ``workload.trace_usage``); ``t`` is the step's time ``[N]``.
-
-    The reference replays only when the batch has a trace bank, and so does the step
-    (``trace_mask`` is False everywhere without one).
-    """
-    n_envs, n_guests = trace_mask.shape
+            o.burst_on[n, g], o.phase_level[n, g], o.leak[n, g], o.oom_scale[n, g] = (
+                workload.advance_process(
+                    uniforms[0, n, g], uniforms[1, n, g], uniforms[2, n, g], s.burst_on[n, g],
+                    s.phase_level[n, g], s.leak[n, g], s.oom_scale[n, g], p.burst_p_on[n, g],
+                    p.burst_p_off[n, g], p.burst_mult[n, g], p.phase_p[n, g], p.phase_low[n, g],
+                    p.phase_high[n, g], p.leak_mib[n, g], p.oom_recover_per_step[n, g],
+                )
+            )  # fmt: skip
+    anon_base = np.empty(shape)
+    for n in range(n_envs):
+        t = s.t[n] + 1
+        for g in range(n_guests):
+            if p.diurnal_amp[n, g] != 0.0:
+                lv = workload.level(
+                    t, p.diurnal_period_steps[n, g], p.diurnal_phase[n, g], p.diurnal_amp[n, g],
+                    s.phase_offset[n, g], o.burst_on[n, g], p.burst_mult[n, g],
+                    o.phase_level[n, g],
+                )  # fmt: skip
+            else:  # no cycle: the same level (1 + 0 * sin(x) is 1), without the angle's division
+                lv = workload.level(
+                    0, 1.0, 0.0, 0.0, 0.0, o.burst_on[n, g], p.burst_mult[n, g],
+                    o.phase_level[n, g],
+                )  # fmt: skip
+            anon_base[n, g], d.cpu_vcpus[n, g], d.cache_mib[n, g] = workload.base_demand(
+                lv, p.anon_mib[n, g], p.cpu_vcpus[n, g], p.cache_mib[n, g]
+            )
+    if p.bank_len.size > 0:  # as the reference: no trace bank, no trace guests (6 % faster)
+        _trace_demand(p, s, anon_base, d.cpu_vcpus)
     for n in range(n_envs):
         for g in range(n_guests):
-            if not trace_mask[n, g]:
+            d.anon_mib[n, g], d.wss_mib[n, g] = workload.footprint(
+                anon_base[n, g], o.leak[n, g], o.oom_scale[n, g], p.wss_frac[n, g],
+                p.touch_mib[n, g],
+            )  # fmt: skip
+    return d
+
+
+@register_jitable(**INNER)
+def _trace_demand(p, s, anon_base, cpu_want):
+    """Footprint base and CPU demand of trace guests from their traces, in place."""
+    n_envs, n_guests = p.guest_mask.shape
+    for n in range(n_envs):
+        t = s.t[n] + 1
+        for g in range(n_guests):
+            if not p.trace_mask[n, g]:
                 continue
-            vm = trace_vm[n, g]
-            length = bank_len[vm]
-            pos = trace_pos[n, g] + t[n] * trace_rate[n, g]
-            base = np.floor(pos)
-            w = pos - base
-            i0 = np.int64(base) % length
-            i1 = (i0 + 1) % length
-            mem_frac = _interpolate(bank_mem_frac, vm, i0, i1, w)
-            cpu_frac = _interpolate(bank_cpu_frac, vm, i0, i1, w)
-            scaled = min(mem_frac * trace_mem_scale[n, g], 1.0) * mem_mib[n, g]
-            anon_base[n, g] = max(scaled, anon_mib[n, g])
-            cpu[n, g] = max(cpu_frac * vcpus[n, g], cpu_vcpus[n, g])
-
-
-@register_jitable(**INNER)
-def levels(
-    t, burst_on, phase_level, phase_offset, diurnal_period_steps, diurnal_phase, diurnal_amp,
-    burst_mult, anon_mib, cpu_vcpus, cache_mib,
-):  # fmt: skip
-    """Footprint base (MiB), CPU (vCPUs) and page cache (MiB) wanted at step ``t`` (``[N]``)
-    before trace replay, leak and OOM restart (``workload.demand``)."""
-    n_envs, n_guests = burst_on.shape
-    anon_base = np.empty((n_envs, n_guests))
-    cpu = np.empty((n_envs, n_guests))
-    cache = np.empty((n_envs, n_guests))
-    for n in range(n_envs):
-        for g in range(n_guests):
-            level = 1.0  # ``1 + 0 * sin(...)`` is exactly 1: no ``sin`` (~13 ns) without a cycle
-            if diurnal_amp[n, g] != 0.0:
-                angle = TWO_PI * (t[n] / diurnal_period_steps[n, g] + diurnal_phase[n, g])
-                level = 1.0 + diurnal_amp[n, g] * np.sin(angle + TWO_PI * phase_offset[n, g])
-            level = level * (burst_mult[n, g] if burst_on[n, g] else 1.0) * phase_level[n, g]
-            anon_base[n, g] = anon_mib[n, g] * level
-            cpu[n, g] = cpu_vcpus[n, g] * level
-            cache[n, g] = cache_mib[n, g] * level
-    return anon_base, cpu, cache
-
-
-@register_jitable(**INNER)
-def footprint(anon_base, leak, oom_scale, wss_frac, touch_mib):
-    """Anonymous footprint and hot memory wanted, MiB (``workload.demand``, last lines)."""
-    n_envs, n_guests = anon_base.shape
-    anon = np.empty((n_envs, n_guests))
-    wss = np.empty((n_envs, n_guests))
-    for n in range(n_envs):
-        for g in range(n_guests):
-            a = (anon_base[n, g] + leak[n, g]) * oom_scale[n, g]
-            anon[n, g] = a
-            wss[n, g] = min(wss_frac[n, g] * a + touch_mib[n, g], a)
-    return anon, wss
+            vm = s.trace_vm[n, g]
+            base, w = workload.trace_position(s.trace_pos[n, g], t, p.trace_rate[n, g])
+            i0 = np.int64(base) % p.bank_len[vm]
+            i1 = (i0 + 1) % p.bank_len[vm]
+            mem_frac = workload.interpolate(w, p.bank_mem_frac[vm, i0], p.bank_mem_frac[vm, i1])
+            cpu_frac = workload.interpolate(w, p.bank_cpu_frac[vm, i0], p.bank_cpu_frac[vm, i1])
+            anon_base[n, g], cpu_want[n, g] = workload.trace_demand(
+                mem_frac, cpu_frac, p.trace_mem_scale[n, g], p.mem_mib[n, g], p.anon_mib[n, g],
+                p.vcpus[n, g], p.cpu_vcpus[n, g],
+            )  # fmt: skip
 
 
 # --- 2. targets (balloon.targets, balloon.project_allocation) ---------------------------------
@@ -291,37 +275,30 @@ def _project_row(n, alloc, min_mib, guest_mask, host_target_mib):
         mins += min_mib[n, g] if guest_mask[n, g] else 0.0
         total += above
     room = max(host_target_mib[n, 0] - mins, 0.0)
-    scale = min(1.0, room / max(total, EPS_MIB))
+    scale = min(1.0, room / max(total, balloon._EPS_MIB))
     for g in range(alloc.shape[1]):
         alloc[n, g] = min_mib[n, g] + alloc[n, g] * scale
 
 
 @register_jitable(**INNER)
-def targets(
-    action, alloc_target0, delta_mode, delta_frac, min_mib, max_mib, mem_mib,
-    balloon_max_mib, vcpus, guest_mask, host_target_mib, alloc_target, balloon_target,
-):  # fmt: skip
-    """Allocation and balloon targets into ``alloc_target`` and ``balloon_target``; returns the
-    reserved-vCPU target (``balloon.targets``)."""
-    n_envs, n_guests = alloc_target.shape
+def targets_(p, s, o, action):
+    """Allocation and balloon targets into ``o``; returns the reserved-vCPU targets."""
+    n_envs, n_guests = p.guest_mask.shape
     reserved_target = np.empty((n_envs, n_guests))
     for n in range(n_envs):
+        delta_mode, delta_frac = p.delta_mode[n, 0], p.delta_frac[n, 0]
         for g in range(n_guests):
-            a = _clip_action(action[n, g])
-            lo, hi = min_mib[n, g], max_mib[n, g]
-            span = hi - lo
-            if delta_mode[n, 0]:
-                x = alloc_target0[n, g] + a * delta_frac[n, 0] * span
-            else:
-                x = lo + 0.5 * (a + 1.0) * span
-            alloc_target[n, g] = min(max(x, lo), hi)
-            v = vcpus[n, g]
+            o.alloc_target[n, g] = balloon.alloc_request(
+                _clip_action(action[n, g]), s.alloc_target[n, g], delta_mode, delta_frac,
+                p.min_mib[n, g], p.max_mib[n, g],
+            )  # fmt: skip
             b = _clip_action(action[n, n_guests + g])
-            reserved_target[n, g] = v - (1.0 + np.rint(0.5 * (b + 1.0) * (v - 1.0)))
-        _project_row(n, alloc_target, min_mib, guest_mask, host_target_mib)
+            reserved_target[n, g] = balloon.reserved_request(b, p.vcpus[n, g])
+        _project_row(n, o.alloc_target, p.min_mib, p.guest_mask, p.host_target_mib)
         for g in range(n_guests):
-            gap = mem_mib[n, g] - alloc_target[n, g]
-            balloon_target[n, g] = min(max(gap, 0.0), balloon_max_mib[n, g])
+            o.balloon_target[n, g] = balloon.balloon_size(
+                p.mem_mib[n, g], o.alloc_target[n, g], p.balloon_max_mib[n, g]
+            )
     return reserved_target
 
 
@@ -329,46 +306,20 @@ def targets(
 
 
 @register_jitable(**INNER)
-def availability(
-    t0, outage_left0, u_outage, outage_start_step, outage_steps, outage_p, driver_present,
-    guest_mask, driver_up, outage_left,
-):  # fmt: skip
-    """Driver up mask and outage countdown after this step (``balloon.availability``)."""
-    n_envs, n_guests = driver_up.shape
+def availability_(p, s, o, u_outage):
+    """Driver up mask and outage countdown into ``o``."""
+    n_envs, n_guests = p.guest_mask.shape
     for n in range(n_envs):
+        t = s.t[n]
         for g in range(n_guests):
-            left = outage_left0[n, g]
-            if t0[n] == outage_start_step[n, g]:
-                left = outage_steps[n, g]
-            if left == 0 and u_outage[n, g] < outage_p[n, g]:
-                left = outage_steps[n, g]
-            driver_up[n, g] = driver_present[n, g] and left == 0 and guest_mask[n, g]
-            outage_left[n, g] = max(left - 1, 0)
+            o.driver_up[n, g], o.outage_left[n, g] = balloon.outage(
+                t, s.outage_left[n, g], u_outage[n, g], p.outage_start_step[n, g],
+                p.outage_steps[n, g], p.outage_p[n, g], p.driver_present[n, g],
+                p.guest_mask[n, g],
+            )  # fmt: skip
 
 
-# --- 4. host reclaim (host.reclaim, host.blocked_guests, state.host_memory_state) -------------
-
-
-@register_jitable(**INNER)
-def memory_state(free, host_mem):
-    """ESX free-memory state of one host: 0 high, 1 soft, 2 hard, 3 low (``host_memory_state``)."""
-    frac = free / host_mem + STATE_MARGIN_FRAC
-    state = 0
-    for line in (HIGH_FREE_FRAC, SOFT_FREE_FRAC, LOW_FREE_FRAC):
-        state += 1 if frac < line else 0
-    return state
-
-
-@register_jitable(**INNER)
-def consumed(mask, mem, untouched, balloon, host_swap):
-    """Machine memory one guest uses, MiB (``state.consumed_mib``)."""
-    return mem - untouched - balloon - host_swap if mask else 0.0
-
-
-@register_jitable(**INNER)
-def touched(anon_res, cache, free, untouched):
-    """Guest pages with a machine page behind them, MiB (``step._touched``)."""
-    return anon_res + cache + free - untouched
+# --- 4. host reclaim (host.reclaim, host.blocked_guests) --------------------------------------
 
 
 @register_jitable(**INNER)
@@ -384,29 +335,26 @@ def _split_reclaim(n, amount, host_swap0, swappable, over):
     over_sum = 0.0
     for g in range(n_guests):
         over_sum += over[n, g]
-    any_over = over_sum > EPS_MIB
+    any_over = over_sum > host._EPS_MIB
     weight_sum = 0.0
     for g in range(n_guests):
         weight_sum += over[n, g] if any_over else swappable[n, g]
     for g in range(n_guests):
         weight = over[n, g] if any_over else swappable[n, g]
-        taken = min(amount * (weight / max(weight_sum, EPS_MIB)), swappable[n, g])
+        taken = min(amount * (weight / max(weight_sum, host._EPS_MIB)), swappable[n, g])
         swappable[n, g] = taken
         over[n, g] = host_swap0[n, g] + taken
 
 
 @register_jitable(**INNER)
-def reclaim(
-    anon_res0, cache0, free0, untouched0, balloon0, host_swap0, alloc_target0, mem_mib,
-    guest_mask, host_mem_mib, host_reserved_mib, host_swap_out_mib,
-):  # fmt: skip
+def host_reclaim_(p, s):
     """Host swap-out at the start of the step (``host.reclaim`` and ``host.blocked_guests``).
 
     Returns:
         ``host_swap`` after reclaim and the swap-out per guest (MiB ``[G]``), and the guests
         blocked in the low state (``[G]`` bool).
     """
-    n_envs, n_guests = guest_mask.shape
+    n_envs, n_guests = p.guest_mask.shape
     host_swap = np.empty((n_envs, n_guests))  # first: pages above target that may go
     host_out = np.empty((n_envs, n_guests))  # first: swappable pages
     blocked = np.empty((n_envs, n_guests), np.bool_)
@@ -414,92 +362,52 @@ def reclaim(
     for n in range(n_envs):
         total = 0.0
         for g in range(n_guests):
-            used[g] = consumed(guest_mask[n, g], mem_mib[n, g], untouched0[n, g], balloon0[n, g],
-                               host_swap0[n, g])  # fmt: skip
+            used[g] = state.consumed(p.mem_mib[n, g], s.untouched[n, g], s.balloon[n, g],
+                                     s.host_swap[n, g], p.guest_mask[n, g])  # fmt: skip
             total += used[g]
-        host_mem = host_mem_mib[n, 0]
-        free = host_mem - host_reserved_mib[n, 0] - total
-        state = memory_state(free, host_mem)
-        need = max(SOFT_FREE_FRAC * host_mem - free, 0.0)
-        amount = min(need, host_swap_out_mib[n, 0]) if state >= HOST_HARD else 0.0
+        host_mem = p.host_mem_mib[n, 0]
+        free = host_mem - p.host_reserved_mib[n, 0] - total
+        mem_state, amount = host.reclaim_amount(free, host_mem, p.host_swap_out_mib[n, 0])
         for g in range(n_guests):
-            t = touched(anon_res0[n, g], cache0[n, g], free0[n, g], untouched0[n, g])
-            swappable = max(t - host_swap0[n, g], 0.0) if guest_mask[n, g] else 0.0
-            host_out[n, g] = swappable
-            host_swap[n, g] = min(max(used[g] - alloc_target0[n, g], 0.0), swappable)
-            above = used[g] > alloc_target0[n, g] + EPS_MIB
-            blocked[n, g] = above and state == HOST_LOW and guest_mask[n, g]
-        _split_reclaim(n, amount, host_swap0, host_out, host_swap)
+            t = state.touched(s.anon_res[n, g], s.cache[n, g], s.free[n, g], s.untouched[n, g])
+            host_out[n, g], host_swap[n, g] = host.reclaim_candidates(
+                t, s.host_swap[n, g], used[g], s.alloc_target[n, g], p.guest_mask[n, g]
+            )
+            blocked[n, g] = host.blocked(used[g], s.alloc_target[n, g], mem_state,
+                                         p.guest_mask[n, g])  # fmt: skip
+        _split_reclaim(n, amount, s.host_swap, host_out, host_swap)
     return host_swap, host_out, blocked
 
 
-# --- 5. balloon driver (balloon.move, balloon.max_reservation_rate) ---------------------------
+# --- 5. balloon driver (balloon.move) ---------------------------------------------------------
 
 
 @register_jitable(**INNER)
-def _inflate(
-    want, free, cache, anon_res, anon_swap, balloon_swap, swap_mib, cache_reclaim_mib,
-    swap_out_mib, alloc_mib, rate_adaptive, request_mib,
-):  # fmt: skip
-    """One guest's inflation: pages from free, cache and anon, the excess request, OOM flag."""
-    swap_left = max(swap_mib - anon_swap - balloon_swap, 0.0)
-    cache_cap = min(cache, cache_reclaim_mib)
-    anon_cap = min(min(anon_res, swap_out_mib), swap_left)
-    rate = min(alloc_mib, free + cache_cap + anon_cap)
-    request = min(max(want, 0.0), rate if rate_adaptive else request_mib)
-    got = min(request, rate)
-    from_free = min(got, free)
-    from_cache = min(got - from_free, cache_cap)
-    from_anon = got - from_free - from_cache
-    excess = request - got
-    swap_after = swap_mib - anon_swap - balloon_swap - from_anon
-    needs_anon = request > free + cache_cap + EPS_MIB
-    oom = excess > EPS_MIB and needs_anon and swap_after <= EPS_MIB
-    return got, from_free, from_cache, from_anon, excess, oom
-
-
-@register_jitable(**INNER)
-def move(
-    balloon_target, driver_up, anon_res0, anon_swap0, cache0, free0, untouched0, balloon0,
-    balloon_swap0, swap_mib, cache_reclaim_mib, swap_out_mib, alloc_mib, rate_adaptive,
-    request_mib, free_mib, stall_s_per_mib, alloc_stall_s, balloon_moved,
-):  # fmt: skip
+def balloon_(p, s, o):
     """Inflate or deflate every balloon towards its target (``balloon.move``).
 
-    Fills ``alloc_stall_s`` and ``balloon_moved`` (the new state's) and returns the memory
-    after the move (a ``Move``).
+    Fills ``alloc_stall_s`` and ``balloon_moved`` of ``o`` and returns the memory after the
+    move (a ``Move``; its ``alloc_stall_s`` and ``moved`` are ``o``'s arrays).
     """
-    n_envs, n_guests = balloon_target.shape
+    n_envs, n_guests = p.guest_mask.shape
     shape = (n_envs, n_guests)
     m = Move(
         np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape),
-        np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape),
-        np.empty(shape, np.bool_),
+        np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape), o.alloc_stall_s,
+        np.empty(shape, np.bool_), o.balloon_moved,
     )  # fmt: skip
     for n in range(n_envs):
         for g in range(n_guests):
-            free, balloon = free0[n, g], balloon0[n, g]
-            want = balloon_target[n, g] - balloon if driver_up[n, g] else 0.0
-            got, from_free, from_cache, from_anon, excess, oom = _inflate(
-                want, free, cache0[n, g], anon_res0[n, g], anon_swap0[n, g], balloon_swap0[n, g],
-                swap_mib[n, g], cache_reclaim_mib[n, g], swap_out_mib[n, g], alloc_mib[n, g],
-                rate_adaptive[n, g], request_mib[n, g],
+            (m.anon_res[n, g], m.anon_swap[n, g], m.cache[n, g], m.free[n, g],
+             m.untouched[n, g], m.balloon[n, g], m.balloon_swap[n, g], m.swap_out[n, g],
+             m.cache_dropped[n, g], m.alloc_stall_s[n, g], m.oom[n, g],
+             m.moved[n, g]) = balloon.move_guest(
+                o.driver_up[n, g], o.balloon_target[n, g], s.anon_res[n, g], s.anon_swap[n, g],
+                s.cache[n, g], s.free[n, g], s.untouched[n, g], s.balloon[n, g],
+                s.balloon_swap[n, g], p.swap_mib[n, g], p.cache_reclaim_mib[n, g],
+                p.swap_out_mib[n, g], p.alloc_mib[n, g], p.rate_adaptive[n, g],
+                p.request_mib[n, g], p.free_mib[n, g], p.stall_s_per_mib[n, g],
             )  # fmt: skip
-            release = min(max(-want, 0.0), free_mib[n, g])
-            from_bswap = min(release, balloon_swap0[n, g])
-            to_guest = min(release - from_bswap, balloon)
-            m.anon_res[n, g] = anon_res0[n, g] - from_anon
-            m.anon_swap[n, g] = anon_swap0[n, g] + from_anon
-            m.cache[n, g] = cache0[n, g] - from_cache
-            m.free[n, g] = free - from_free + to_guest
-            m.untouched[n, g] = min(untouched0[n, g], free - from_free) + to_guest
-            m.balloon[n, g] = balloon + got - to_guest
-            m.balloon_swap[n, g] = balloon_swap0[n, g] - from_bswap
-            m.swap_out[n, g] = from_anon
-            m.cache_dropped[n, g] = from_cache
-            alloc_stall_s[n, g] = excess * stall_s_per_mib[n, g]
-            m.oom[n, g] = oom
-            balloon_moved[n, g] = got + to_guest
     return m
 
 
@@ -507,41 +415,30 @@ def move(
 
 
 @register_jitable(**INNER)
-def _machine_demand(anon, wss, cache_want, anon_res, anon_swap, cache, host_swap):
-    """Upper estimate of the new machine pages one guest could touch (``machine_demand``)."""
-    grow = max(anon - anon_res - anon_swap, 0.0)
-    hot_out = max(min(wss, anon_res + anon_swap) - anon_res, 0.0)
-    fill = max(cache_want - cache, 0.0)
-    return grow + hot_out + fill + host_swap
-
-
-@register_jitable(**INNER)
-def budgets(
-    anon_res0, cache0, free0, untouched0, m, host_swap, d, blocked, guest_mask, mem_mib,
-    host_mem_mib, host_reserved_mib, host_swap_in_mib,
-):  # fmt: skip
-    """Rescale host swap by the balloon's take and split free machine memory among guests.
-
-    The step's host-swap rescale (``host_swap`` in place), ``guest.machine_demand``,
-    ``host.machine_budget`` and the host swap-in scale of ``step.step``.
+def _budgets(p, s, m, host_swap_moved, d, blocked):
+    """Rescale host swap by the balloon's take (``host_swap_moved`` in place) and split free machine
+    memory among guests (``guest.machine_demand``, ``host.machine_budget``).
 
     Returns:
         The machine-page budget of each guest (MiB ``[G]``) and the fraction of host faults
         each host can serve this step (``[N]``).
     """
-    n_envs, n_guests = guest_mask.shape
+    n_envs, n_guests = p.guest_mask.shape
     budget = np.empty((n_envs, n_guests))
     in_scale = np.empty(n_envs)
     for n in range(n_envs):
         used_sum, demand_sum, swap_sum = 0.0, 0.0, 0.0
         for g in range(n_guests):
-            before = touched(anon_res0[n, g], cache0[n, g], free0[n, g], untouched0[n, g])
-            after = touched(m.anon_res[n, g], m.cache[n, g], m.free[n, g], m.untouched[n, g])
-            hs = host_swap[n, g] * min(after / max(before, EPS_MIB), 1.0)
-            host_swap[n, g] = hs
-            mask = guest_mask[n, g]
-            used_sum += consumed(mask, mem_mib[n, g], m.untouched[n, g], m.balloon[n, g], hs)
-            want = _machine_demand(
+            before = state.touched(s.anon_res[n, g], s.cache[n, g], s.free[n, g],
+                                   s.untouched[n, g])  # fmt: skip
+            after = state.touched(m.anon_res[n, g], m.cache[n, g], m.free[n, g],
+                                  m.untouched[n, g])  # fmt: skip
+            hs = host_swap_after_move(host_swap_moved[n, g], before, after)
+            host_swap_moved[n, g] = hs
+            mask = p.guest_mask[n, g]
+            used_sum += state.consumed(p.mem_mib[n, g], m.untouched[n, g], m.balloon[n, g], hs,
+                                       mask)  # fmt: skip
+            want = guest.new_pages(
                 d.anon_mib[n, g], d.wss_mib[n, g], d.cache_mib[n, g], m.anon_res[n, g],
                 m.anon_swap[n, g], m.cache[n, g], hs,
             )  # fmt: skip
@@ -549,180 +446,62 @@ def budgets(
             budget[n, g] = want
             demand_sum += want
             swap_sum += hs
-        free = host_mem_mib[n, 0] - host_reserved_mib[n, 0] - used_sum
-        scale = min(1.0, max(free, 0.0) / max(demand_sum, EPS_MIB))
+        free = p.host_mem_mib[n, 0] - p.host_reserved_mib[n, 0] - used_sum
+        scale = min(1.0, max(free, 0.0) / max(demand_sum, host._EPS_MIB))
         for g in range(n_guests):
             budget[n, g] = budget[n, g] * scale
-        in_scale[n] = min(1.0, host_swap_in_mib[n, 0] / max(swap_sum, EPS_MIB))
+        in_scale[n] = host_in_scale(p.host_swap_in_mib[n, 0], swap_sum)
     return budget, in_scale
 
 
 @register_jitable(**INNER)
-def _take_free(want, free, untouched, budget):
-    """Take up to ``want`` free pages, touched first, untouched within ``budget``.
-
-    Returns ``taken``, and ``free``, ``untouched``, ``budget`` after the take (``_take_free``).
-    """
-    touched_free = free - untouched
-    taken = min(want, touched_free + min(untouched, budget))
-    used_untouched = max(taken - touched_free, 0.0)
-    return taken, free - taken, untouched - used_untouched, budget - used_untouched
-
-
-@register_jitable(**INNER)
-def _oom_and_shrink(
-    mask, mem, kernel, swap, balloon, balloon_swap, forced_oom, free, anon_res, anon_swap,
-    anon, wss,
-):  # fmt: skip
-    """OOM kill, then the footprint's shrink (``guest.update``, first two blocks).
-
-    Returns ``oom``, ``free``, ``anon_res``, ``anon_swap``, ``anon_want``, ``hot_want``.
-    """
-    usable = mem - kernel - balloon
-    oom = (anon > usable + swap - balloon_swap + EPS_MIB or forced_oom) and mask
-    free = free + (anon_res if oom else 0.0)
-    anon_res = 0.0 if oom else anon_res
-    anon_swap = 0.0 if oom else anon_swap
-    anon_want = 0.0 if oom else anon
-    hot_want = 0.0 if oom else wss
-    release = max(anon_res + anon_swap - anon_want, 0.0)
-    from_swap = min(release, anon_swap)
-    anon_swap = anon_swap - from_swap
-    anon_res = anon_res - (release - from_swap)
-    free = free + (release - from_swap)
-    return oom, free, anon_res, anon_swap, anon_want, hot_want
-
-
-@register_jitable(**INNER)
-def _swap_out(rem, anon_res, anon_swap, budget, balloon, balloon_swap, swap_out_left, swap,
-              user_driver):  # fmt: skip
-    """Growth's swap-out: a user balloon's pages first, then anon (``guest.update``).
-
-    Returns ``out_b`` (balloon pages), ``out_a`` (anon pages) and the budget after.
-    """
-    swap_room = max(swap - anon_swap - balloon_swap, 0.0)
-    out_b = min(min(rem, swap_out_left), min(swap_room, budget))
-    out_b = min(out_b, balloon) if user_driver else 0.0
-    budget = budget - out_b
-    out_a = min(min(rem - out_b, anon_res), min(swap_out_left, swap_room) - out_b)
-    return out_b, out_a, budget
-
-
-@register_jitable(**INNER)
-def _cache_fill(want, cache, free, untouched, budget):
-    """Page cache: drop what is not wanted, fill from free pages (``guest.update``).
-
-    Returns ``cache``, ``free``, ``untouched``, ``budget`` and the re-read faults, pages.
-    """
-    drop = max(cache - want, 0.0)
-    cache, free = cache - drop, free + drop
-    fill, free, untouched, budget = _take_free(want - cache, free, untouched, budget)
-    cache = cache + max(fill, 0.0)
-    miss_pages = max(want - cache, 0.0) * CACHE_REREAD_FRAC * PAGES_PER_MIB
-    return cache, free, untouched, budget, miss_pages
-
-
-@register_jitable(**INNER)
-def _report(anon_res, cache, free, untouched, report_frac, host_swap):
-    """Free page reporting; host-swapped pages leave with the reported pages, in proportion.
-
-    Returns ``untouched``, the touched pages and ``host_swap`` after (``guest.update``).
-    """
-    t = anon_res + cache + free - untouched
-    reported = (free - untouched) * report_frac
-    untouched = untouched + reported
-    kept = 1.0 - reported / max(t, EPS_MIB)
-    t = t - reported
-    return untouched, t, min(host_swap * kept, t)
-
-
-@register_jitable(**INNER)
-def guest_update(
-    m, host_swap, d, budget, in_scale, guest_mask, mem_mib, kernel_mib, swap_mib,
-    cache_reclaim_mib, swap_out_mib, swap_in_mib, user_driver, dt_s, fault_s, report_frac,
-    host_fault_s, out,
-):  # fmt: skip
-    """One step of guest memory management into ``out``, a ``GuestOut`` (``guest.update``)."""
-    n_envs, n_guests = guest_mask.shape
+def guest_(p, s, o, m, host_swap_moved, d, blocked):
+    """One step of guest memory management into ``o`` (``guest.update``); returns the host's
+    swap-in per guest (MiB ``[G]``)."""
+    budget, in_scale = _budgets(p, s, m, host_swap_moved, d, blocked)
+    n_envs, n_guests = p.guest_mask.shape
+    host_in = np.empty((n_envs, n_guests))
     for n in range(n_envs):
+        scale, host_fault_s, dt = in_scale[n], p.host_fault_s[n, 0], p.dt_s[n, 0]
         for g in range(n_guests):
-            oom, free, anon_res, anon_swap, anon_want, hot_want = _oom_and_shrink(
-                guest_mask[n, g], mem_mib[n, g], kernel_mib[n, g], swap_mib[n, g],
-                m.balloon[n, g], m.balloon_swap[n, g], m.oom[n, g], m.free[n, g],
-                m.anon_res[n, g], m.anon_swap[n, g], d.anon_mib[n, g], d.wss_mib[n, g],
+            (o.anon_res[n, g], o.anon_swap[n, g], o.cache[n, g], o.free[n, g],
+             o.untouched[n, g], o.balloon[n, g], o.balloon_swap[n, g], o.host_swap[n, g],
+             o.swap_in[n, g], o.swap_out[n, g], o.fault_pages[n, g], _, host_in[n, g],
+             o.oom[n, g], o.stall_s[n, g]) = guest.update_guest(
+                d.anon_mib[n, g], d.wss_mib[n, g], d.cache_mib[n, g], m.anon_res[n, g],
+                m.anon_swap[n, g], m.cache[n, g], m.free[n, g], m.untouched[n, g],
+                m.balloon[n, g], m.balloon_swap[n, g], host_swap_moved[n, g], budget[n, g],
+                scale, m.oom[n, g], m.cache_dropped[n, g], m.swap_out[n, g],
+                p.mem_mib[n, g], p.kernel_mib[n, g], p.swap_mib[n, g],
+                p.cache_reclaim_mib[n, g], p.swap_out_mib[n, g], p.swap_in_mib[n, g],
+                p.user_driver[n, g], p.report_frac[n, g], p.fault_s[n, g], host_fault_s, dt,
+                p.guest_mask[n, g],
             )  # fmt: skip
-            # grow: free pages, then page cache, then swap out
-            cache_left = cache_reclaim_mib[n, g] - m.cache_dropped[n, g]
-            grow = max(anon_want - anon_res - anon_swap, 0.0)
-            take_f, free, untouched, bud = _take_free(grow, free, m.untouched[n, g], budget[n, g])
-            take_c = min(grow - take_f, min(m.cache[n, g], cache_left))
-            cache_left = cache_left - take_c
-            rem = grow - take_f - take_c
-            out_b, out_a, bud = _swap_out(
-                rem, anon_res, anon_swap, bud, m.balloon[n, g], m.balloon_swap[n, g],
-                swap_out_mib[n, g] - m.swap_out[n, g], swap_mib[n, g], user_driver[n, g],
-            )  # fmt: skip
-            unmet = rem - out_b - out_a
-            anon_res = anon_res + take_f + take_c + out_b
-            anon_swap = anon_swap + out_a
-            stall = dt_s[n, 0] * min(1.0, unmet / max(swap_out_mib[n, g], EPS_MIB))
-            cache, free, untouched, bud, miss_pages = _cache_fill(
-                d.cache_mib[n, g], m.cache[n, g] - take_c, free, untouched, bud
-            )
-            # hot pages not resident fault; bring them back from guest swap
-            hot = min(hot_want, anon_res + anon_swap)
-            hot_out = max(hot - anon_res, 0.0)
-            want_in = min(hot_out, swap_in_mib[n, g])
-            in_f, free, untouched, bud = _take_free(want_in, free, untouched, bud)
-            in_c = min(want_in - in_f, min(cache, cache_left))
-            swap_in = in_f + in_c
-            cache = cache - in_c
-            anon_res, anon_swap = anon_res + swap_in, anon_swap - swap_in
-            fault_pages = hot_out * PAGES_PER_MIB + miss_pages
-            stall = stall + fault_pages * fault_s[n, g]
-            # free page reporting, then host faults on host-swapped pages
-            untouched, t, hs = _report(anon_res, cache, free, untouched, report_frac[n, g],
-                                       host_swap[n, g])  # fmt: skip
-            host_hot = hs * min(min(hot, anon_res) / max(t, EPS_MIB), 1.0)
-            host_in = min(host_hot * in_scale[n], bud)
-            stall = stall + host_hot * PAGES_PER_MIB * host_fault_s[n, 0]
-            out.anon_res[n, g], out.anon_swap[n, g], out.cache[n, g] = anon_res, anon_swap, cache
-            out.free[n, g], out.untouched[n, g] = free, untouched
-            out.balloon[n, g] = m.balloon[n, g] - out_b
-            out.balloon_swap[n, g] = m.balloon_swap[n, g] + out_b
-            out.host_swap[n, g], out.host_swap_in[n, g] = hs - host_in, host_in
-            out.swap_in[n, g] = swap_in
-            out.swap_out[n, g] = m.swap_out[n, g] + out_a + out_b
-            out.fault_pages[n, g], out.oom[n, g], out.stall_s[n, g] = fault_pages, oom, stall
+    return host_in
 
 
 # --- 7. vcpus (balloon.vcpu_reservation) and the step's stall sum -----------------------------
 
 
 @register_jitable(**INNER)
-def vcpus(
-    reserved_target, reserved_vcpus0, driver_up, blocked, oom, cpu_demand, vcpu_change,
-    vcpu_change_cost_s, vcpu_count, guest_mask, dt_s, alloc_stall_s, reserved_vcpus, stall_s,
-):  # fmt: skip
-    """Reserved vCPUs after the step, the step's stall total; returns the runnable vCPUs.
-
-    ``stall_s`` holds the guest update's stall on entry and gets the reference's sum
-    ``guest + allocation stall + vCPU hot-plug + dt_s * (blocked | oom)``.
-    """
-    n_envs, n_guests = guest_mask.shape
+def vcpus_(p, s, o, reserved_target, blocked, cpu_demand):
+    """Reserved vCPUs after the step into ``o``, and the step's stall total (``o.stall_s``
+    holds the guest update's stall on entry); returns the runnable vCPUs."""
+    n_envs, n_guests = p.guest_mask.shape
     runnable = np.empty((n_envs, n_guests))
     for n in range(n_envs):
-        dt = dt_s[n, 0]
+        dt = p.dt_s[n, 0]
         for g in range(n_guests):
-            limit = vcpu_change[n, g] if driver_up[n, g] else 0.0
-            change = min(max(reserved_target[n, g] - reserved_vcpus0[n, g], -limit), limit)
-            reserved = reserved_vcpus0[n, g] + change
-            reserved_vcpus[n, g] = reserved
-            lost = dt * (1.0 if blocked[n, g] or oom[n, g] else 0.0)
-            vcpu_stall = abs(change) * vcpu_change_cost_s[n, g]
-            stall_s[n, g] = stall_s[n, g] + alloc_stall_s[n, g] + vcpu_stall + lost
-            active = vcpu_count[n, g] - reserved
-            runnable[n, g] = min(cpu_demand[n, g], active) if guest_mask[n, g] else 0.0
+            reserved, vcpu_stall = balloon.vcpu_step(
+                reserved_target[n, g], s.reserved_vcpus[n, g], o.driver_up[n, g],
+                p.vcpu_change[n, g], p.vcpu_change_cost_s[n, g],
+            )  # fmt: skip
+            o.reserved_vcpus[n, g] = reserved
+            o.stall_s[n, g] = perf.total_stall(
+                o.stall_s[n, g], o.alloc_stall_s[n, g], vcpu_stall, blocked[n, g] or o.oom[n, g], dt
+            )
+            runnable[n, g] = cpu.runnable_vcpus(cpu_demand[n, g], p.vcpus[n, g], reserved,
+                                                p.guest_mask[n, g])  # fmt: skip
     return runnable
 
 
@@ -751,7 +530,7 @@ def _water_level(caps, w, ratio, order, capacity):
         j = order[k]
         next_c, next_w = cum_c + caps[j], cum_w + w[j]
         if next_c + ratio[j] * (w_sum - next_w) >= capacity:
-            return (capacity - cum_c) / max(w_sum - cum_w, EPS_CPU)
+            return (capacity - cum_c) / max(w_sum - cum_w, cpu._EPS)
         cum_c, cum_w = next_c, next_w
     return np.inf
 
@@ -780,7 +559,7 @@ def water_fill(caps, shares, guest_mask, pcpus, alloc):
     order = np.empty(n_guests, np.int64)
     for n in range(n_envs):
         for g in range(n_guests):
-            w[g] = max(shares[n, g] if guest_mask[n, g] else 0.0, EPS_CPU)
+            w[g] = max(shares[n, g] if guest_mask[n, g] else 0.0, cpu._EPS)
             ratio[g] = caps[n, g] / w[g]
         _sorted_order(ratio, order)
         lam = _water_level(caps[n], w, ratio, order, pcpus[n, 0])
@@ -789,120 +568,120 @@ def water_fill(caps, shares, guest_mask, pcpus, alloc):
 
 
 @register_jitable(**INNER)
-def cpu_factor(cpu_alloc, runnable, cpu_demand, lhp_penalty):
-    """Fraction of CPU demand served, SMP efficiency included (``cpu.schedule``)."""
-    n_envs, n_guests = runnable.shape
+def cpu_(p, o, runnable, cpu_demand):
+    """pCPU time into ``o.cpu_alloc``; returns the fraction of CPU demand served."""
+    water_fill(runnable, p.shares, p.guest_mask, p.pcpus, o.cpu_alloc)
+    n_envs, n_guests = p.guest_mask.shape
     factor = np.empty((n_envs, n_guests))
     for n in range(n_envs):
         for g in range(n_guests):
-            alloc, run, want = cpu_alloc[n, g], runnable[n, g], cpu_demand[n, g]
-            short = max(run - alloc, 0.0) / max(run, EPS_CPU)
-            smp_eff = 1.0 / (1.0 + lhp_penalty[n, g] * short)
-            served = min(1.0, alloc / max(want, EPS_CPU)) * smp_eff
-            factor[n, g] = served if want > EPS_CPU else 1.0
+            _, factor[n, g] = cpu.served(o.cpu_alloc[n, g], runnable[n, g], cpu_demand[n, g],
+                                         p.lhp_penalty[n, g])  # fmt: skip
     return factor
 
 
-# --- 9.-10. perf, sampling (perf.throughput, host.sample_active) -------------------------------
+# --- 9.-10. perf, sampling (step.step, perf.throughput, host.sample_active) -------------------
 
 
 @register_jitable(**INNER)
-def throughput(factor, stall_s, work_frac, guest_mask, dt_s, tp):
-    """Per-guest throughput into ``tp``, 0 for padding (``perf.throughput``).
-
-    ``work_frac``: how far a workload restarted by the OOM killer has recovered (``oom_scale``).
-    """
-    n_envs, n_guests = guest_mask.shape
+def perf_(p, s, o, factor):
+    """The clock, the workload's restart where the OOM killer fired, and the throughput."""
+    n_envs, n_guests = p.guest_mask.shape
     for n in range(n_envs):
-        dt = dt_s[n, 0]
+        o.t[n] = s.t[n] + 1
         for g in range(n_guests):
-            mem_factor = 1.0 / (1.0 + stall_s[n, g] / dt)
-            served = factor[n, g] * mem_factor * work_frac[n, g]
-            tp[n, g] = served if guest_mask[n, g] else 0.0
-
-
-@register_jitable(**INNER)
-def sample_active(
-    active_fast0, active_slow0, wss, balloon, normals, mem_mib, sample_pages, sample_fast_alpha,
-    sample_slow_alpha, sampling, guest_mask, active_fast, active_slow,
-):  # fmt: skip
-    """The host's fast and slow estimates of each guest's active fraction (``sample_active``)."""
-    n_envs, n_guests = guest_mask.shape
+            if o.oom[n, g]:  # rare: a branch, not a store to every guest
+                o.oom_scale[n, g], o.leak[n, g] = perf.restart(
+                    True, o.oom_scale[n, g], o.leak[n, g], p.oom_restart_frac[n, g]
+                )
     for n in range(n_envs):
+        dt = p.dt_s[n, 0]
         for g in range(n_guests):
-            true = min(wss[n, g] / max(mem_mib[n, g] - balloon[n, g], EPS_MIB), 1.0)
-            noise = np.sqrt(true * (1.0 - true) / sample_pages[n, 0]) * normals[n, g]
-            sample = min(max(true + noise, 0.0), 1.0)
-            fast, slow = active_fast0[n, g], active_slow0[n, g]
-            on = sampling[n, 0] and guest_mask[n, g]
-            active_fast[n, g] = fast + sample_fast_alpha[n, 0] * (sample - fast) if on else 0.0
-            active_slow[n, g] = slow + sample_slow_alpha[n, 0] * (sample - slow) if on else 0.0
-
-
-# --- 11. reward (reward.compute) and the end of the step ---------------------------------------
+            o.throughput[n, g] = perf.guest_throughput(
+                factor[n, g], o.stall_s[n, g], o.oom_scale[n, g], dt, p.guest_mask[n, g]
+            )
 
 
 @register_jitable(**INNER)
-def _reward_row(n, sums, reward_kind, w_oom, w_host_swap_gib, w_sla, out):
-    """Reward and parts of host ``n`` into ``out[:, n]`` from its guest sums (``compute``).
+def sampling_(p, s, o, wss, normals):
+    """The host's fast and slow estimates of each guest's active fraction into ``o``."""
+    n_envs, n_guests = p.guest_mask.shape
+    for n in range(n_envs):
+        pages, sampling = p.sample_pages[n, 0], p.sampling[n, 0]
+        fast_alpha, slow_alpha = p.sample_fast_alpha[n, 0], p.sample_slow_alpha[n, 0]
+        for g in range(n_guests):
+            o.active_fast[n, g], o.active_slow[n, g] = host.sample(
+                s.active_fast[n, g], s.active_slow[n, g], wss[n, g], o.balloon[n, g],
+                normals[n, g], p.mem_mib[n, g], pages, fast_alpha, slow_alpha,
+                sampling and p.guest_mask[n, g],
+            )  # fmt: skip
 
-    ``sums``: guests, share-weighted throughput, shares, throughput, SLA misses, OOM kills and
-    host swap-out (MiB).
-    """
-    count, weighted, shares, tp, misses, ooms, swap_out = sums
-    n_guests = max(count, 1.0)
-    score = weighted / max(shares, EPS_REWARD)
-    mean_tp = tp / n_guests
-    sla_ok = 1.0 - misses / n_guests
-    swap_gib = swap_out / 1024.0
-    kind = reward_kind[n, 0]
-    base = score if kind == 0 else (mean_tp if kind == 1 else sla_ok)
-    penalty = w_oom[n, 0] * ooms + w_host_swap_gib[n, 0] * swap_gib + w_sla[n, 0] * misses
-    out[0, n] = base - penalty
-    out[1, n], out[2, n], out[3, n], out[4, n] = score, mean_tp, sla_ok, ooms
-    out[5, n], out[6, n], out[7, n] = swap_gib, misses, penalty
+
+# --- 11. reward (reward.compute) --------------------------------------------------------------
 
 
 @register_jitable(**INNER)
-def reward(
-    tp, oom, host_out, host_in, guest_mask, shares, sla, reward_kind, w_oom, w_host_swap_gib,
-    w_sla, host_swap_out, host_swap_in, out,
-):  # fmt: skip
-    """Host swap sums into ``host_swap_out``/``host_swap_in``, the reward and its parts into
-    ``out`` (``reward.compute``)."""
-    n_envs, n_guests = guest_mask.shape
+def reward_(p, o, host_out, host_in, out):
+    """Host swap sums into ``o``, the reward and its parts into ``out`` (``reward.compute``)."""
+    n_envs, n_guests = p.guest_mask.shape
     for n in range(n_envs):
         count, weighted, share_sum, tp_sum, misses, ooms, swap_out, swap_in = (0.0,) * 8
         for g in range(n_guests):
-            mask = guest_mask[n, g]
-            w = shares[n, g] if mask else 0.0
+            mask = p.guest_mask[n, g]
+            tp = o.throughput[n, g]
+            w = p.shares[n, g] if mask else 0.0
             count += 1.0 if mask else 0.0
-            weighted += w * tp[n, g]
+            weighted += w * tp
             share_sum += w
-            tp_sum += tp[n, g]
-            misses += 1.0 if mask and tp[n, g] < sla[n, g] else 0.0
-            ooms += 1.0 if oom[n, g] else 0.0
+            tp_sum += tp
+            misses += 1.0 if perf.sla_miss(tp, p.sla[n, g], mask) else 0.0
+            ooms += 1.0 if o.oom[n, g] else 0.0
             swap_out += host_out[n, g]
             swap_in += host_in[n, g]
-        host_swap_out[n] = swap_out
-        host_swap_in[n] = swap_in
-        sums = (count, weighted, share_sum, tp_sum, misses, ooms, swap_out)
-        _reward_row(n, sums, reward_kind, w_oom, w_host_swap_gib, w_sla, out)
-
-
-@register_jitable(**INNER)
-def restart(t0, oom, oom_restart_frac, t, oom_scale, leak):
-    """The clock, and the workload's restart where the OOM killer fired (``step.step``)."""
-    n_envs, n_guests = oom.shape
-    for n in range(n_envs):
-        t[n] = t0[n] + 1
-        for g in range(n_guests):
-            if oom[n, g]:
-                oom_scale[n, g] = oom_restart_frac[n, g]
-                leak[n, g] = 0.0
+        o.host_swap_out[n] = swap_out
+        o.host_swap_in[n] = swap_in
+        values = reward.from_sums(
+            count, weighted, share_sum, tp_sum, misses, ooms, swap_out, p.reward_kind[n, 0],
+            p.w_oom[n, 0], p.w_host_swap_gib[n, 0], p.w_sla[n, 0],
+        )  # fmt: skip
+        # one line per row: constant indices (a loop over the tuple's index is much slower)
+        out[0, n], out[1, n], out[2, n], out[3, n] = values[0], values[1], values[2], values[3]
+        out[4, n], out[5, n], out[6, n], out[7, n] = values[4], values[5], values[6], values[7]
 
 
 # --- entry points -----------------------------------------------------------------------------
+
+
+@intrinsic
+def _cycles(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``)."""
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
+        return builder.call(fn, [])
+
+    return nb_types.int64(), codegen
+
+
+@register_jitable(**INNER)
+def _tick(ticks, k):
+    """Profiling (``benchmarks/fused_profile.py``): add the cycles since the last tick to
+    ``ticks[k]``; the last slot holds the last reading. An empty ``ticks`` (the normal call)
+    does nothing."""
+    if ticks.size > 0:
+        now = _cycles()
+        if k >= 0:
+            ticks[k] += now - ticks[-1]
+        ticks[-1] = now
+
+
+#: The sub-step functions of ``step_kernel``, in ``core.step.SUBSTEPS`` order.
+SUBSTEP_FUNCTIONS = ("workload_", "targets_", "availability_", "host_reclaim_", "balloon_",
+                     "guest_", "vcpus_", "cpu_", "perf_", "sampling_", "reward_")  # fmt: skip
+assert tuple(f[:-1] for f in SUBSTEP_FUNCTIONS) == SUBSTEPS
+#: What ``step_kernel``'s ``ticks`` time, in order: the sub-steps, then the observation.
+PROFILE_SECTIONS = (*SUBSTEPS, "observation")
 
 
 @njit(**ENTRY)
@@ -917,111 +696,53 @@ def action_is_finite(action):
 
 
 @njit(**ENTRY)
-def step_kernel(
-    p_fields, s_fields, o_fields, action, uniforms, normals, out, obs_static, obs, memory
-):  # fmt: skip
+def step_kernel(p_fields, s_fields, o_fields, action, uniforms, normals, out, obs, memory, ticks):
     """One step of every host (``step.step``), written into ``o_fields`` and ``out``.
 
     Args:
-        p_fields: The ``Params`` arrays named by ``STEP_PARAMS``, in that order.
-        s_fields: The ``State`` arrays before the step named by ``STATE_FIELDS`` (only read).
-        o_fields: The arrays of the new state named by ``STATE_FIELDS``, to fill; its
-            ``phase_offset``, ``trace_vm`` and ``trace_pos`` are the old state's (not written).
+        p_fields: The ``Params`` arrays, in field order.
+        s_fields: The ``State`` arrays before the step, in field order (only read).
+        o_fields: The arrays of the new state, in field order, to fill; its ``phase_offset``,
+            ``trace_vm`` and ``trace_pos`` are the old state's (not written).
         action: ``(N, 2 * G)`` float64, finite (``action_is_finite``): memory actions, then
             vCPU actions, each clipped here to [-1, 1] (``step.split_action``).
         uniforms: ``(4, N, G)`` uniform draws: burst, phase change, phase level, outage.
         normals: ``[G]`` standard normal draws of the sampling estimate.
         out: ``(len(REWARD_ROWS), N)``, gets the reward and its parts.
-        obs_static: ``params.obs_static`` (the observation's static guest features).
         obs: ``(N, observation_size)`` float32, gets the observation of the new state; an
             array with no rows skips it.
         memory: ``(consumed_mib, host_free_mib, host_state)`` of the new state to fill (see
             ``observe_into``), with the observation.
+        ticks: Empty; or ``len(PROFILE_SECTIONS) + 1`` int64 that gets the CPU cycles spent in
+            each of ``PROFILE_SECTIONS`` added (``benchmarks/fused_profile.py``).
     """
-    p, s, o = StepParams(*p_fields), KState(*s_fields), KState(*o_fields)
-    # 1. workload
-    advance(uniforms, s.burst_on, s.phase_level, s.leak, s.oom_scale, p.burst_p_on,
-            p.burst_p_off, p.burst_mult, p.phase_p, p.phase_low, p.phase_high, p.leak_mib,
-            p.oom_recover_per_step, o.burst_on, o.phase_level, o.leak, o.oom_scale)  # fmt: skip
-    t = s.t + 1
-    anon_base, cpu, cache = levels(
-        t, o.burst_on, o.phase_level, s.phase_offset, p.diurnal_period_steps, p.diurnal_phase,
-        p.diurnal_amp, p.burst_mult, p.anon_mib, p.cpu_vcpus, p.cache_mib,
-    )  # fmt: skip
-    if p.bank_len.size > 0:  # as the reference: no trace bank, no trace guests (6 % faster)
-        trace_demand(t, s.trace_vm, s.trace_pos, p.trace_mask, p.trace_rate, p.trace_mem_scale,
-                     p.mem_mib, p.vcpus, p.anon_mib, p.cpu_vcpus, p.bank_mem_frac,
-                     p.bank_cpu_frac, p.bank_len, anon_base, cpu)  # fmt: skip
-    anon, wss = footprint(anon_base, o.leak, o.oom_scale, p.wss_frac, p.touch_mib)
-    d = Demand(anon, wss, cache, cpu)
-    # 2. targets
-    reserved_target = targets(
-        action, s.alloc_target, p.delta_mode, p.delta_frac, p.min_mib,
-        p.max_mib, p.mem_mib, p.balloon_max_mib, p.vcpus, p.guest_mask, p.host_target_mib,
-        o.alloc_target, o.balloon_target,
-    )  # fmt: skip
-    # 3. availability
-    availability(
-        s.t, s.outage_left, uniforms[3], p.outage_start_step, p.outage_steps, p.outage_p,
-        p.driver_present, p.guest_mask, o.driver_up, o.outage_left,
-    )  # fmt: skip
-    # 4. host_reclaim
-    host_swap, host_out, blocked = reclaim(
-        s.anon_res, s.cache, s.free, s.untouched, s.balloon, s.host_swap, s.alloc_target,
-        p.mem_mib, p.guest_mask, p.host_mem_mib, p.host_reserved_mib, p.host_swap_out_mib,
-    )  # fmt: skip
-    # 5. balloon
-    m = move(o.balloon_target, o.driver_up, s.anon_res, s.anon_swap, s.cache, s.free,
-             s.untouched, s.balloon, s.balloon_swap, p.swap_mib, p.cache_reclaim_mib,
-             p.swap_out_mib, p.alloc_mib, p.rate_adaptive, p.request_mib, p.free_mib,
-             p.stall_s_per_mib, o.alloc_stall_s, o.balloon_moved)  # fmt: skip
-    # 6. guest
-    budget, in_scale = budgets(s.anon_res, s.cache, s.free, s.untouched, m, host_swap, d,
-                               blocked, p.guest_mask, p.mem_mib, p.host_mem_mib,
-                               p.host_reserved_mib, p.host_swap_in_mib)  # fmt: skip
-    host_in = np.empty_like(budget)
-    g = GuestOut(o.anon_res, o.anon_swap, o.cache, o.free, o.untouched, o.balloon,
-                 o.balloon_swap, o.host_swap, host_in, o.swap_in, o.swap_out, o.fault_pages,
-                 o.oom, o.stall_s)  # fmt: skip
-    guest_update(m, host_swap, d, budget, in_scale, p.guest_mask, p.mem_mib, p.kernel_mib,
-                 p.swap_mib, p.cache_reclaim_mib, p.swap_out_mib, p.swap_in_mib, p.user_driver,
-                 p.dt_s, p.fault_s, p.report_frac, p.host_fault_s, g)  # fmt: skip
-    # 7. vcpus (and the step's stall total)
-    runnable = vcpus(reserved_target, s.reserved_vcpus, o.driver_up, blocked, o.oom, cpu,
-                     p.vcpu_change, p.vcpu_change_cost_s, p.vcpus, p.guest_mask, p.dt_s,
-                     o.alloc_stall_s, o.reserved_vcpus, o.stall_s)  # fmt: skip
-    # 8. cpu
-    water_fill(runnable, p.shares, p.guest_mask, p.pcpus, o.cpu_alloc)
-    factor = cpu_factor(o.cpu_alloc, runnable, cpu, p.lhp_penalty)
-    # 9. perf, after the workload's OOM restart (its oom_scale is the work fraction)
-    restart(s.t, o.oom, p.oom_restart_frac, o.t, o.oom_scale, o.leak)
-    throughput(factor, o.stall_s, o.oom_scale, p.guest_mask, p.dt_s, o.throughput)
-    # 10. sampling
-    sample_active(s.active_fast, s.active_slow, wss, o.balloon, normals, p.mem_mib,
-                  p.sample_pages, p.sample_fast_alpha, p.sample_slow_alpha, p.sampling,
-                  p.guest_mask, o.active_fast, o.active_slow)  # fmt: skip
-    # 11. reward
-    reward(o.throughput, o.oom, host_out, host_in, p.guest_mask, p.shares, p.sla, p.reward_kind,
-           p.w_oom, p.w_host_swap_gib, p.w_sla, o.host_swap_out, o.host_swap_in, out)  # fmt: skip
-    # the observation of the new state, in the same call (``observe_kernel``)
-    if obs.shape[0] > 0:
-        obs_p = ObsParams(
-            dt_s=p.dt_s, host_mem_mib=p.host_mem_mib, host_reserved_mib=p.host_reserved_mib,
-            host_target_mib=p.host_target_mib, pcpus=p.pcpus,
-            host_swap_out_mib=p.host_swap_out_mib, host_swap_in_mib=p.host_swap_in_mib,
-            guest_mask=p.guest_mask, mem_mib=p.mem_mib, vcpus=p.vcpus,
-            swap_out_mib=p.swap_out_mib, swap_in_mib=p.swap_in_mib, obs_static=obs_static,
-        )  # fmt: skip
-        obs_s = ObsState(
-            untouched=o.untouched, balloon=o.balloon, free=o.free, cache=o.cache,
-            host_swap=o.host_swap, balloon_target=o.balloon_target,
-            reserved_vcpus=o.reserved_vcpus, active_fast=o.active_fast,
-            active_slow=o.active_slow, swap_in=o.swap_in, swap_out=o.swap_out,
-            oom=o.oom, alloc_stall_s=o.alloc_stall_s,
-            cpu_alloc=o.cpu_alloc, driver_up=o.driver_up, host_swap_out=o.host_swap_out,
-            host_swap_in=o.host_swap_in,
-        )  # fmt: skip
-        observe_into(obs_p, obs_s, obs, memory[0], memory[1], memory[2])
+    p, s, o = KParams(*p_fields), KState(*s_fields), KState(*o_fields)
+    _tick(ticks, -1)
+    d = workload_(p, s, o, uniforms)
+    _tick(ticks, 0)
+    reserved_target = targets_(p, s, o, action)
+    _tick(ticks, 1)
+    availability_(p, s, o, uniforms[3])
+    _tick(ticks, 2)
+    host_swap, host_out, blocked = host_reclaim_(p, s)
+    _tick(ticks, 3)
+    m = balloon_(p, s, o)
+    _tick(ticks, 4)
+    host_in = guest_(p, s, o, m, host_swap, d, blocked)
+    _tick(ticks, 5)
+    runnable = vcpus_(p, s, o, reserved_target, blocked, d.cpu_vcpus)
+    _tick(ticks, 6)
+    factor = cpu_(p, o, runnable, d.cpu_vcpus)
+    _tick(ticks, 7)
+    perf_(p, s, o, factor)
+    _tick(ticks, 8)
+    sampling_(p, s, o, d.wss_mib, normals)
+    _tick(ticks, 9)
+    reward_(p, o, host_out, host_in, out)
+    _tick(ticks, 10)
+    if obs.shape[0] > 0:  # the observation of the new state, in the same call
+        observe_into(p, o, obs, memory[0], memory[1], memory[2])
+    _tick(ticks, 11)
 
 
 # --- observation (observe.observe) ------------------------------------------------------------
@@ -1036,50 +757,54 @@ def _feature(value, mask):
 
 
 @register_jitable(**INNER)
-def _guest_features(
-    out, n, base, mask, mem, balloon, balloon_target, free, cache, vcpus, reserved_vcpus, swap_in,
-    swap_in_mib, swap_out, swap_out_mib, oom, alloc_stall_s, dt_s, cpu_alloc, driver_up,
-    active_fast, active_slow,
-):  # fmt: skip
-    """The ``DYNAMIC_FEATURES`` of one guest into ``out[n, base:]`` (``observe.observe``),
-    except ``major_faults``: its ``log10`` is the caller's, in numpy (``FAULT_FEATURE``)."""
-    active = vcpus - reserved_vcpus
-    per_mem = 1.0 / mem  # one division, not six: float32 features round the same (within
-    out[n, base + 0] = _feature(1.0, mask)  # one float32 step, which the tests allow)
-    out[n, base + 1] = _feature(balloon * per_mem, mask)
-    out[n, base + 2] = _feature(balloon_target * per_mem, mask)
-    out[n, base + 3] = _feature((mem - balloon) * per_mem, mask)
-    out[n, base + 4] = _feature(free * per_mem, mask)
-    out[n, base + 5] = _feature((free + cache) * per_mem, mask)
-    out[n, base + 6] = _feature(cache * per_mem, mask)
-    out[n, base + 7] = _feature(swap_in / swap_in_mib, mask)
-    out[n, base + 8] = _feature(swap_out / swap_out_mib, mask)
-    out[n, base + 10] = _feature(1.0 if oom else 0.0, mask)
-    out[n, base + 11] = _feature(alloc_stall_s / dt_s, mask)
-    out[n, base + 12] = _feature(cpu_alloc / active, mask)
-    out[n, base + 13] = _feature(active / vcpus, mask)
-    out[n, base + 14] = _feature(1.0 if driver_up else 0.0, mask)
-    out[n, base + 15] = _feature(max(active_fast, active_slow), mask)
+def _guest_features(out, n, g, base, mask, p, s):
+    """The features of ``GUEST_OBSERVATION`` of guest ``g`` into ``out[n, base:]``."""
+    values = guest_observation(
+        p.mem_mib[n, g], s.balloon[n, g], s.balloon_target[n, g], s.free[n, g], s.cache[n, g],
+        s.swap_in[n, g], p.swap_in_mib[n, g], s.swap_out[n, g], p.swap_out_mib[n, g],
+        s.oom[n, g], s.alloc_stall_s[n, g], p.dt_s[n, 0], s.cpu_alloc[n, g],
+        s.reserved_vcpus[n, g], p.vcpus[n, g], s.driver_up[n, g], s.active_fast[n, g],
+        s.active_slow[n, g],
+    )  # fmt: skip
+    # one line per feature: constant indices (a loop over the tuple's index was 1.4x slower)
+    out[n, base + GUEST_OBSERVATION[0]] = _feature(values[0], mask)
+    out[n, base + GUEST_OBSERVATION[1]] = _feature(values[1], mask)
+    out[n, base + GUEST_OBSERVATION[2]] = _feature(values[2], mask)
+    out[n, base + GUEST_OBSERVATION[3]] = _feature(values[3], mask)
+    out[n, base + GUEST_OBSERVATION[4]] = _feature(values[4], mask)
+    out[n, base + GUEST_OBSERVATION[5]] = _feature(values[5], mask)
+    out[n, base + GUEST_OBSERVATION[6]] = _feature(values[6], mask)
+    out[n, base + GUEST_OBSERVATION[7]] = _feature(values[7], mask)
+    out[n, base + GUEST_OBSERVATION[8]] = _feature(values[8], mask)
+    out[n, base + GUEST_OBSERVATION[9]] = _feature(values[9], mask)
+    out[n, base + GUEST_OBSERVATION[10]] = _feature(values[10], mask)
+    out[n, base + GUEST_OBSERVATION[11]] = _feature(values[11], mask)
+    out[n, base + GUEST_OBSERVATION[12]] = _feature(values[12], mask)
+    out[n, base + GUEST_OBSERVATION[13]] = _feature(values[13], mask)
+    out[n, base + GUEST_OBSERVATION[14]] = _feature(values[14], mask)
 
 
 @register_jitable(**INNER)
-def _host_features(out, n, base, free, host_mem, swap_out, swap_out_mib, swap_in, swap_in_mib, cpu,
-                   pcpus, host_target):  # fmt: skip
-    """The ``HOST_FEATURES`` of host ``n`` into ``out[n, base:]`` (``observe.observe``)."""
+def _host_features(out, n, base, free, cpu_sum, p, s):
+    """The ``HOST_FEATURES`` of host ``n`` into ``out[n, base:]``."""
+    values = host_observation(
+        free, p.host_mem_mib[n, 0], s.host_swap_out[n], p.host_swap_out_mib[n, 0],
+        s.host_swap_in[n], p.host_swap_in_mib[n, 0], cpu_sum, p.pcpus[n, 0],
+        p.host_target_mib[n, 0],
+    )  # fmt: skip
     one = np.float32(1.0)
-    out[n, base + 0] = _feature(free / host_mem, one)
-    out[n, base + 1] = _feature(memory_state(free, host_mem) * (1.0 / 3.0), one)
-    out[n, base + 2] = _feature(swap_out / swap_out_mib, one)
-    out[n, base + 3] = _feature(swap_in / swap_in_mib, one)
-    out[n, base + 4] = _feature(cpu / pcpus, one)
-    out[n, base + 5] = _feature(host_target / host_mem, one)
+    out[n, base + 0] = _feature(values[0], one)
+    out[n, base + 1] = _feature(values[1], one)
+    out[n, base + 2] = _feature(values[2], one)
+    out[n, base + 3] = _feature(values[3], one)
+    out[n, base + 4] = _feature(values[4], one)
+    out[n, base + 5] = _feature(values[5], one)
 
 
 @register_jitable(**INNER)
 def observe_into(p, s, out, consumed_mib, host_free_mib, host_state):
-    """Observation of every host into ``out`` (``observe.observe``): ``p`` an ``ObsParams``,
-    ``s`` an ``ObsState``; per guest the ``DYNAMIC_FEATURES`` then ``obs_static``, then the
-    ``HOST_FEATURES``.
+    """Observation of every host into ``out`` (``observe.observe``): ``p`` a ``KParams``, ``s``
+    a ``KState``; per guest the dynamic features then ``obs_static``, then the host features.
 
     On the way it has each guest's machine memory and each host's free memory and state, which
     it writes into ``consumed_mib`` ``[G]``, ``host_free_mib`` and ``host_state`` ``[N]`` (the
@@ -1087,39 +812,28 @@ def observe_into(p, s, out, consumed_mib, host_free_mib, host_state):
     they have no rows.
     """
     n_envs, n_guests, n_static = p.obs_static.shape
-    nf = len(DYNAMIC_FEATURES) + n_static
+    nf = NUM_DYNAMIC + n_static
     one = np.float32(1.0)
     memory = consumed_mib.shape[0] > 0
     for n in range(n_envs):
-        used, cpu = 0.0, 0.0
+        used, cpu_sum = 0.0, 0.0
         for g in range(n_guests):
             base = g * nf
             mask = one if p.guest_mask[n, g] else np.float32(0.0)
-            _guest_features(
-                out, n, base, mask, p.mem_mib[n, g], s.balloon[n, g], s.balloon_target[n, g],
-                s.free[n, g], s.cache[n, g], p.vcpus[n, g], s.reserved_vcpus[n, g],
-                s.swap_in[n, g], p.swap_in_mib[n, g], s.swap_out[n, g], p.swap_out_mib[n, g],
-                s.oom[n, g], s.alloc_stall_s[n, g], p.dt_s[n, 0],
-                s.cpu_alloc[n, g], s.driver_up[n, g], s.active_fast[n, g], s.active_slow[n, g],
-            )  # fmt: skip
+            _guest_features(out, n, g, base, mask, p, s)
             for k in range(n_static):
-                out[n, base + len(DYNAMIC_FEATURES) + k] = _feature(p.obs_static[n, g, k], one)
-            guest_used = consumed(p.guest_mask[n, g], p.mem_mib[n, g], s.untouched[n, g],
-                                  s.balloon[n, g], s.host_swap[n, g])  # fmt: skip
+                out[n, base + NUM_DYNAMIC + k] = _feature(p.obs_static[n, g, k], one)
+            guest_used = state.consumed(p.mem_mib[n, g], s.untouched[n, g], s.balloon[n, g],
+                                        s.host_swap[n, g], p.guest_mask[n, g])  # fmt: skip
             if memory:
                 consumed_mib[n, g] = guest_used
             used += guest_used
-            cpu += s.cpu_alloc[n, g]
-        host_mem = p.host_mem_mib[n, 0]
-        free = host_mem - p.host_reserved_mib[n, 0] - used
+            cpu_sum += s.cpu_alloc[n, g]
+        free = p.host_mem_mib[n, 0] - p.host_reserved_mib[n, 0] - used
         if memory:
             host_free_mib[n] = free
-            host_state[n] = memory_state(free, host_mem)
-        _host_features(
-            out, n, n_guests * nf, free, host_mem, s.host_swap_out[n], p.host_swap_out_mib[n, 0],
-            s.host_swap_in[n], p.host_swap_in_mib[n, 0], cpu, p.pcpus[n, 0],
-            p.host_target_mib[n, 0],
-        )  # fmt: skip
+            host_state[n] = state.memory_state(free, p.host_mem_mib[n, 0])
+        _host_features(out, n, n_guests * nf, free, cpu_sum, p, s)
 
 
 @njit(**ENTRY)
@@ -1127,9 +841,9 @@ def observe_kernel(p_fields, s_fields, out):
     """Observation of every host into ``out``, float32 (``observe.observe``).
 
     Args:
-        p_fields: The ``Params`` arrays named by ``OBS_PARAMS``, in that order.
-        s_fields: The ``State`` arrays named by ``OBS_STATE``, in that order.
+        p_fields: The ``Params`` arrays, in field order.
+        s_fields: The ``State`` arrays, in field order.
         out: ``(num_envs, observation_size(max_guests))`` float32 to fill.
     """
-    p, s = ObsParams(*p_fields), ObsState(*s_fields)
+    p, s = KParams(*p_fields), KState(*s_fields)
     observe_into(p, s, out, np.empty((0, 0)), np.empty(0), np.empty(0, np.int64))

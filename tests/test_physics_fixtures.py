@@ -1,0 +1,315 @@
+"""Hand-computed numbers for throughput, every reward term, every stall cost and the workload.
+
+The two-guest fixture of ``tests/test_core_mechanisms.py`` (4096 MiB guests, kernel 256 MiB,
+min 1024 MiB, guest swap 1024 MiB, dt = 10 s), with every rate that enters a number set here, so
+that each expected value below follows from the arithmetic in its comment. These tests pin the
+physics through the numpy core alone (no second backend).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from balloon_gym.config import parse_scenario
+from balloon_gym.core import params_from_scenario, perf, reset, reward, step, workload
+from balloon_gym.core.state import State
+
+DT = 10.0
+
+
+def _scenario(host=None, reward_cfg=None, a=None, b=None, **guest_overrides):
+    guest = {
+        "mem_mib": 4096.0,
+        "min_mib": 1024.0,
+        "kernel_mib": 256.0,
+        "swap_mib": 1024.0,
+        "swap_out_mib_s": 10.0,  # 100 MiB a step
+        "swap_in_mib_s": 10.0,  # 100 MiB a step
+        "cache_reclaim_mib_s": 100.0,
+        "vcpus": 4,
+        "fault_s": 1e-4,
+        "vcpu_change_per_step": 2,
+        "vcpu_change_cost_s": 0.5,
+        "driver": {"alloc_mib_s": 200.0, "free_mib_s": 50.0, "max_request_mib_s": 100.0},
+        "workload": {"anon_mib": 0.0, "cache_mib": 0.0, "cpu_vcpus": 0.0, "touch_mib_s": 0.0},
+    }
+    guest.update(guest_overrides)
+    host_cfg = {"mem_mib": 10000.0, "reserved_mib": 0.0, "pcpus": 4.0, "sampling": False}
+    host_cfg.update(host or {})
+    return parse_scenario(
+        {
+            "name": "fixture",
+            "dt_s": DT,
+            "host": host_cfg,
+            "reward": reward_cfg or {},
+            "guests": [{**guest, "name": "a", **(a or {})}, {**guest, "name": "b", **(b or {})}],
+        }
+    )
+
+
+LAYOUT = {  # kernel 256 + anon 3140 + cache 300 + free 400 = 4096, balloon 0, all touched
+    "anon_res": [3140.0, 3140.0],
+    "anon_swap": [0.0, 0.0],
+    "cache": [300.0, 300.0],
+    "free": [400.0, 400.0],
+    "untouched": [0.0, 0.0],
+    "balloon": [0.0, 0.0],
+    "balloon_target": [0.0, 0.0],
+    "alloc_target": [4096.0, 4096.0],
+}
+
+
+def _state(params, **fields) -> State:
+    s = reset(params, np.random.default_rng(0))
+    fields = {**LAYOUT, **fields}
+    return s._replace(**{k: np.asarray(v, dtype=float).reshape(1, -1) for k, v in fields.items()})
+
+
+def _action(mem=(1.0, 1.0), vcpu=(1.0, 1.0)):
+    """Memory actions (+1: allocation max, balloon 0), then vCPU actions (+1: all active)."""
+    return np.array([[*mem, *vcpu]])
+
+
+# --- throughput -------------------------------------------------------------------------------
+
+
+def test_throughput_is_cpu_times_memory_factor_times_work_fraction():
+    params = params_from_scenario(_scenario())
+    cpu_factor = np.array([[0.5, 1.0]])
+    stall_s = np.array([[10.0, 2.5]])  # mem_factor = 1 / (1 + stall / dt): 1/2 and 1/1.25
+    work = np.array([[0.8, 1.0]])
+    tp = perf.throughput(cpu_factor, stall_s, work, params)
+    np.testing.assert_allclose(tp, [[0.5 * 0.5 * 0.8, 0.8]], rtol=1e-15)
+    misses = perf.sla_misses(tp, params._replace(sla=np.array([[0.5, 0.5]])))
+    assert misses.tolist() == [[True, False]]
+
+
+def test_a_step_with_no_stall_and_enough_cpu_has_full_throughput():
+    wl = {"anon_mib": 3140.0, "cache_mib": 300.0, "cpu_vcpus": 1.0, "touch_mib_s": 0.0}
+    params = params_from_scenario(_scenario(workload=wl))
+    s, out = step(_state(params), _action(), params, np.random.default_rng(1))
+    assert s.stall_s.tolist() == [[0.0, 0.0]] and s.throughput.tolist() == [[1.0, 1.0]]
+    assert s.cpu_alloc.tolist() == [[1.0, 1.0]]
+    assert out.reward[0] == 1.0 - 0.0  # no penalty
+
+
+def test_cpu_contention_throughput():
+    # Two guests want 4 vCPUs each on 4 pCPUs: 2 each; lhp 0.5 -> smp_eff 1 / (1 + 0.5 * 0.5).
+    params = params_from_scenario(_scenario(lhp_penalty=0.5, workload={"cpu_vcpus": 4.0,
+                                            "anon_mib": 3140.0, "cache_mib": 300.0,
+                                            "touch_mib_s": 0.0}))  # fmt: skip
+    s, out = step(_state(params), _action(), params, np.random.default_rng(1))
+    np.testing.assert_allclose(s.throughput, [[0.4, 0.4]], rtol=1e-15)
+    np.testing.assert_allclose(out.parts["score"], [0.4], rtol=1e-15)
+
+
+# --- reward terms -----------------------------------------------------------------------------
+
+
+REWARD_CFG = {"w_oom": 2.0, "w_host_swap_gib": 0.5, "w_sla": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("weighted_throughput", (1000 * 0.5 + 3000 * 1.0) / 4000),  # share-weighted mean
+        ("mean_throughput", (0.5 + 1.0) / 2),
+        ("sla", 1.0 - 1 / 2),  # one of two guests below its SLA
+    ],
+)
+def test_every_reward_term(name, base):
+    cfg = _scenario(reward_cfg={"name": name, **REWARD_CFG}, a={"shares": 1000.0},
+                    b={"shares": 3000.0}, sla=0.6)  # fmt: skip
+    params = params_from_scenario(cfg)
+    tp = np.array([[0.5, 1.0]])
+    oom = np.array([[True, False]])
+    misses = perf.sla_misses(tp, params)
+    r, parts = reward.compute(tp, oom, misses, np.array([3072.0]), params)
+    # penalty: w_oom * 1 OOM + w_host_swap_gib * 3 GiB + w_sla * 1 miss = 2 + 1.5 + 0.25
+    assert parts["score"][0] == 0.875
+    assert parts["mean_throughput"][0] == 0.75
+    assert parts["sla_ok_frac"][0] == 0.5
+    assert parts["ooms"][0] == 1 and parts["sla_misses"][0] == 1
+    assert parts["host_swap_gib"][0] == 3.0
+    assert parts["penalty"][0] == 2.0 + 1.5 + 0.25
+    assert r[0] == base - 3.75
+
+
+def test_host_swap_out_is_penalised_in_the_step_reward():
+    # Host 8000 MiB, both guests fully touched (4096 + 3960 MiB consumed): free -56 MiB, the low
+    # state. The host swaps until free is back at the soft line (4 % = 320 MiB): 376 MiB, capped
+    # by its rate of 20 MiB/s * 10 s = 200 MiB.
+    cfg = _scenario(host={"mem_mib": 8000.0, "swap_out_mib_s": 20.0},
+                    reward_cfg={"w_host_swap_gib": 1.0, "w_oom": 0.0},
+                    workload={"anon_mib": 0.0, "cache_mib": 0.0, "cpu_vcpus": 0.0,
+                              "touch_mib_s": 0.0})  # fmt: skip
+    params = params_from_scenario(cfg)
+    s0 = _state(params, untouched=[0.0, 136.0], alloc_target=[3000.0, 3000.0])
+    s, out = step(s0, _action(), params, np.random.default_rng(1))
+    assert s.host_swap_out[0] == pytest.approx(200.0)
+    assert out.parts["host_swap_gib"][0] == pytest.approx(200.0 / 1024.0)
+    assert out.parts["penalty"][0] == pytest.approx(200.0 / 1024.0)
+    assert out.reward[0] == pytest.approx(out.parts["score"][0] - 200.0 / 1024.0)
+
+
+# --- stall costs ------------------------------------------------------------------------------
+
+
+def test_a_naive_driver_s_failed_request_stalls_the_guest():
+    # Guest a: no free memory or cache, a naive driver asked for 1000 MiB (100 MiB/s * 10 s);
+    # the guest can only swap out 100 MiB a step: 900 MiB in vain at 0.02 s/MiB = 18 s.
+    full = {"anon_res": [3840.0, 3840.0], "cache": [0.0, 0.0], "free": [0.0, 0.0]}
+    cfg = _scenario(driver={"rate_adaptive": False, "max_request_mib_s": 100.0,
+                            "stall_s_per_mib": 0.02, "alloc_mib_s": 200.0},
+                    workload={"anon_mib": 3840.0, "cache_mib": 0.0, "cpu_vcpus": 0.0,
+                              "touch_mib_s": 0.0, "wss_frac": 0.0})  # fmt: skip
+    params = params_from_scenario(cfg)
+    s, _ = step(_state(params, **full), _action(mem=(-1.0, 1.0)), params, np.random.default_rng(1))
+    assert s.balloon[0, 0] == 100.0 and s.balloon_moved[0, 0] == 100.0
+    assert s.alloc_stall_s[0, 0] == pytest.approx(18.0)
+    # The 100 MiB swapped out for the balloon stay in guest swap (none of it is hot): no fault.
+    assert s.anon_swap[0, 0] == 100.0 and s.fault_pages[0, 0] == 0.0
+    assert s.stall_s[0, 0] == pytest.approx(18.0)
+    assert s.throughput[0, 0] == pytest.approx(1.0 / (1.0 + 18.0 / DT))
+    assert s.stall_s[0, 1] == 0.0 and s.throughput[0, 1] == 1.0
+
+
+def test_guest_major_faults_stall_at_fault_s_per_page():
+    # Guest a: 100 MiB of its hot footprint in guest swap; swap-in 100 MiB a step.
+    # 100 MiB * 256 pages * 1e-4 s = 2.56 s.
+    cfg = _scenario(workload={"anon_mib": 3140.0, "wss_frac": 1.0, "cache_mib": 300.0,
+                              "cpu_vcpus": 0.0, "touch_mib_s": 0.0})  # fmt: skip
+    params = params_from_scenario(cfg)
+    s0 = _state(params, anon_res=[3040.0, 3140.0], anon_swap=[100.0, 0.0], free=[500.0, 400.0])
+    s, _ = step(s0, _action(), params, np.random.default_rng(1))
+    assert s.fault_pages[0].tolist() == [25600.0, 0.0]
+    assert s.swap_in[0].tolist() == [100.0, 0.0]
+    assert s.stall_s[0, 0] == pytest.approx(2.56, rel=1e-12)
+    assert s.throughput[0, 0] == pytest.approx(1.0 / 1.256, rel=1e-12)
+
+
+def test_page_cache_misses_are_re_read_and_stall():
+    # Guest a wants 300 MiB of page cache and has 0, with no free page to fill it from: 2 % of
+    # the missing 300 MiB is re-read, 6 MiB = 1536 pages at 1e-4 s.
+    cfg = _scenario(workload={"anon_mib": 3840.0, "wss_frac": 0.0, "cache_mib": 300.0,
+                              "cpu_vcpus": 0.0, "touch_mib_s": 0.0})  # fmt: skip
+    params = params_from_scenario(cfg)
+    s0 = _state(params, anon_res=[3840.0, 3840.0], cache=[0.0, 0.0], free=[0.0, 0.0])
+    s, _ = step(s0, _action(), params, np.random.default_rng(1))
+    np.testing.assert_allclose(s.fault_pages, [[1536.0, 1536.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.stall_s, [[0.1536, 0.1536]], rtol=1e-12)
+
+
+def test_host_faults_stall_at_the_host_s_fault_s_per_page():
+    # Guest b: 384 MiB of its 3840 touched MiB host-swapped; its hot memory 1570 MiB (half of the
+    # 3140 MiB footprint) is all resident, so 1570 / 3840 of the host-swapped pages are hit:
+    # 157 MiB = 40192 pages at 5e-5 s = 2.0096 s.
+    cfg = _scenario(host={"fault_s": 5e-5},
+                    workload={"anon_mib": 3140.0, "wss_frac": 0.5, "cache_mib": 300.0,
+                              "cpu_vcpus": 0.0, "touch_mib_s": 0.0})  # fmt: skip
+    params = params_from_scenario(cfg)
+    s, _ = step(_state(params, host_swap=[0.0, 384.0]), _action(), params, np.random.default_rng(1))
+    assert s.stall_s[0, 0] == 0.0
+    assert s.stall_s[0, 1] == pytest.approx(157.0 * 256 * 5e-5, rel=1e-12)
+    assert s.host_swap_in[0] == pytest.approx(157.0, rel=1e-12)  # the host has memory to spare
+
+
+def test_vcpu_hot_plug_stalls_per_vcpu_changed():
+    # vCPU action -1: one active vCPU of 4 -> 3 reserved, at most 2 a step, 0.5 s each.
+    params = params_from_scenario(_scenario())
+    s, _ = step(_state(params), _action(vcpu=(-1.0, 1.0)), params, np.random.default_rng(1))
+    assert s.reserved_vcpus[0].tolist() == [2.0, 0.0]
+    assert s.stall_s[0].tolist() == [1.0, 0.0]
+    assert s.throughput[0, 0] == 1.0 / 1.1
+
+
+def test_an_oom_kill_costs_a_whole_step_and_restarts_the_work():
+    wl = {"anon_mib": 5000.0, "wss_frac": 0.0, "cache_mib": 0.0, "cpu_vcpus": 0.0}
+    cfg = _scenario(workload={**wl, "touch_mib_s": 0.0, "oom_restart_frac": 0.5})
+    params = params_from_scenario(cfg)
+    s, out = step(_state(params), _action(), params, np.random.default_rng(1))
+    assert s.oom.all() and out.parts["ooms"][0] == 2
+    assert s.stall_s.tolist() == [[DT, DT]]
+    assert s.throughput.tolist() == [[0.5 * 0.5, 0.5 * 0.5]]  # mem 1 / (1 + 1), work 0.5
+
+
+# --- workload formulas ------------------------------------------------------------------------
+
+
+def _demand(params, t, burst_on=False, phase_level=1.0, leak=0.0, oom_scale=1.0, offset=0.0):
+    g = params.guest_mask.shape
+
+    def full(x, dtype=float):
+        return np.full(g, x, dtype=dtype)
+
+    return workload.demand(np.array([t]), full(burst_on, bool), full(phase_level),
+                           full(offset), full(leak), full(oom_scale), full(0, np.int64),
+                           full(0.0), params=params)  # fmt: skip
+
+
+DIURNAL = {"anon_mib": 1000.0, "wss_frac": 0.25, "cache_mib": 200.0, "cpu_vcpus": 2.0,
+           "touch_mib_s": 1.0, "diurnal_amp": 0.5, "diurnal_period_s": 400.0,
+           "burst_mult": 3.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("t", "level"),
+    [(0, 1.0), (10, 1.5), (30, 0.5)],  # period 40 steps: sin peaks at step 10, dips at 30
+)
+def test_diurnal_demand(t, level):
+    params = params_from_scenario(_scenario(workload=DIURNAL))
+    d = _demand(params, t)
+    np.testing.assert_allclose(d.anon_mib, 1000.0 * level, rtol=1e-12)
+    # wss = wss_frac * anon + touch (1 MiB/s * 10 s), at most anon
+    np.testing.assert_allclose(d.wss_mib, 250.0 * level + 10.0, rtol=1e-12)
+    np.testing.assert_allclose(d.cache_mib, 200.0 * level, rtol=1e-12)
+    np.testing.assert_allclose(d.cpu_vcpus, 2.0 * level, rtol=1e-12)
+
+
+def test_diurnal_phase_offset_shifts_the_cycle():
+    params = params_from_scenario(_scenario(workload=DIURNAL))
+    d = _demand(params, 0, offset=0.25)  # a quarter period ahead: the peak
+    np.testing.assert_allclose(d.anon_mib, 1500.0, rtol=1e-12)
+
+
+def test_burst_phase_leak_and_oom_restart_scale_the_footprint():
+    params = params_from_scenario(_scenario(workload=DIURNAL))
+    # t = 0: level 1 * burst 3 * phase 0.5 = 1.5; anon = (1000 * 1.5 + leak 100) * oom 0.5 = 800
+    d = _demand(params, 0, burst_on=True, phase_level=0.5, leak=100.0, oom_scale=0.5)
+    np.testing.assert_allclose(d.anon_mib, 800.0, rtol=1e-12)
+    np.testing.assert_allclose(d.wss_mib, 0.25 * 800.0 + 10.0, rtol=1e-12)
+    np.testing.assert_allclose(d.cache_mib, 300.0, rtol=1e-12)  # leak and OOM: anon only
+    np.testing.assert_allclose(d.cpu_vcpus, 3.0, rtol=1e-12)
+
+
+def test_hot_set_is_capped_by_the_footprint():
+    wl = {**DIURNAL, "wss_frac": 1.0, "touch_mib_s": 50.0, "diurnal_amp": 0.0}
+    d = _demand(params_from_scenario(_scenario(workload=wl)), 0)
+    np.testing.assert_allclose(d.wss_mib, 1000.0)  # min(1000 + 500, 1000)
+
+
+def test_workload_processes_advance():
+    wl = {**DIURNAL, "leak_mib_s": 2.0, "oom_recover_s": 100.0, "oom_restart_frac": 0.5,
+          "burst_on_s": 100.0, "burst_off_s": 100.0, "phase_mean_s": 100.0,
+          "phase_low": 0.5, "phase_high": 1.5}  # fmt: skip
+    params = params_from_scenario(_scenario(workload=wl))
+    s = _state(params)
+    s = s._replace(
+        burst_on=np.array([[False, True]]),
+        leak=np.array([[5.0, 0.0]]),
+        oom_scale=np.array([[0.5, 0.98]]),
+        phase_level=np.array([[1.0, 1.0]]),
+    )
+    p = 1.0 - math.exp(-0.1)  # an event with mean 100 s within a 10 s step
+    # a: u 0.05 < p -> a burst starts, a phase change to 0.5 + 0.25 * 1; b: 0.05 < p -> it ends
+    uniforms = np.array([[[0.05, 0.05]], [[0.05, 0.5]], [[0.25, 0.25]]])
+    process, _ = workload.advance(s, params, uniforms)
+    assert process["burst_on"].tolist() == [[True, False]]
+    np.testing.assert_allclose(process["phase_level"], [[0.75, 1.0]])
+    assert p > 0.05
+    np.testing.assert_allclose(process["leak"], [[25.0, 20.0]])  # + 2 MiB/s * 10 s
+    # back to 1 over 100 s = 10 steps from 0.5: + 0.05 a step, capped at 1
+    np.testing.assert_allclose(process["oom_scale"], [[0.55, 1.0]])
