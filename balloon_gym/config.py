@@ -194,6 +194,14 @@ class WorkloadConfig(_Frozen):
     touch_mib_s: float = Field(
         0.0, ge=0, le=1e6, description="Extra cold-page touches, MiB/s (0 = hot set only)."
     )
+    cache_hot_frac: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Hot fraction of the page cache (read every step; the rest is cold and "
+        "re-read at 2 % of its missing part a step). Default 0.5: Linux keeps a file LRU list "
+        "under 1 GiB at most half active (src: mm/vmscan.c inactive_is_low).",
+    )
     trace_source: str = Field(
         "sample",
         min_length=1,
@@ -258,6 +266,13 @@ class GuestConfig(_Frozen):
     )
     fault_s: float = Field(
         1e-4, ge=0, le=1.0, description="Stall per guest major fault (4 KiB page), s (src: SSD)."
+    )
+    swappiness: float = Field(
+        60.0,
+        ge=0,
+        le=200,
+        description="vm.swappiness: cold anonymous vs cold page-cache pages are evicted in the "
+        "ratio swappiness : 200 - swappiness times their sizes (src: Linux vm.rst, default 60).",
     )
     lhp_penalty: float = Field(
         0.5, ge=0, le=10, description="SMP efficiency loss per unit of vCPU oversubscription."

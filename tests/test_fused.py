@@ -64,7 +64,9 @@ except ImportError:  # pragma: no cover - another pytest import mode
 
 RTOL = 1e-9
 ATOL = 1e-9  # MiB, s, vCPUs or fractions: the unit of the field
-ATOL_FIELD = {"fault_pages": ATOL * PAGES_PER_MIB}  # pages: 256 per MiB
+ATOL_FIELD = {  # pages: 256 per MiB
+    name: ATOL * PAGES_PER_MIB for name in ("fault_pages", "anon_fault_pages", "cache_fault_pages")
+}
 OBS_TOL = 2.0**-23  # one float32 rounding step of a feature in [0.5, 1]
 STATE_LINE_TOL = 1e-12  # free fraction this close to a state line: either side is rounding
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from balloon_gym.config import parse_scenario
-from balloon_gym.core import params_from_scenario, perf, reset, reward, step, workload
+from balloon_gym.core import guest, params_from_scenario, perf, reset, reward, step, workload
 from balloon_gym.core.state import State
 
 DT = 10.0
@@ -192,15 +192,99 @@ def test_guest_major_faults_stall_at_fault_s_per_page():
 
 
 def test_page_cache_misses_are_re_read_and_stall():
-    # Guest a wants 300 MiB of page cache and has 0, with no free page to fill it from: 2 % of
-    # the missing 300 MiB is re-read, 6 MiB = 1536 pages at 1e-4 s.
+    # Guest a: 3840 MiB of cold anon fill its 3840 usable MiB; it wants 300 MiB of page cache,
+    # half of it hot. LRU balance: hot anon 0, hot cache 150, room 3690 for 3840 + 150 cold MiB:
+    # evict 300, anon's share 60 * 3840 / (60 * 3840 + 140 * 150) = 230400 / 251400. This step
+    # the guest swaps out 100 MiB (its rate) of cold anon for cache: cache 100, so 50 MiB of hot
+    # cache (all re-read) and 150 MiB of cold cache (2 % re-read) are missing:
+    # (50 + 3) * 256 = 13568 pages at 1e-4 s.
     cfg = _scenario(workload={"anon_mib": 3840.0, "wss_frac": 0.0, "cache_mib": 300.0,
                               "cpu_vcpus": 0.0, "touch_mib_s": 0.0})  # fmt: skip
     params = params_from_scenario(cfg)
     s0 = _state(params, anon_res=[3840.0, 3840.0], cache=[0.0, 0.0], free=[0.0, 0.0])
     s, _ = step(s0, _action(), params, np.random.default_rng(1))
-    np.testing.assert_allclose(s.fault_pages, [[1536.0, 1536.0]], rtol=1e-12)
-    np.testing.assert_allclose(s.stall_s, [[0.1536, 0.1536]], rtol=1e-12)
+    np.testing.assert_allclose(s.cache, [[100.0, 100.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.anon_swap, [[100.0, 100.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.swap_out, [[100.0, 100.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.cache_fault_pages, [[13568.0, 13568.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.anon_fault_pages, [[0.0, 0.0]])
+    np.testing.assert_allclose(s.fault_pages, [[13568.0, 13568.0]], rtol=1e-12)
+    np.testing.assert_allclose(s.stall_s, [[1.3568, 1.3568]], rtol=1e-12)
+    # Two steps on the cache reaches its target 300 * 230400 / 251400 = 274.94 MiB (the cold
+    # anon swapped out); only 2 % of the 25.06 missing cold MiB is re-read.
+    for _ in range(2):
+        s, _ = step(s, _action(), params, np.random.default_rng(1))
+    evicted_anon = 300.0 * 230400.0 / 251400.0
+    np.testing.assert_allclose(s.cache, [[evicted_anon] * 2], rtol=1e-12)
+    np.testing.assert_allclose(s.anon_swap, [[evicted_anon] * 2], rtol=1e-12)
+    np.testing.assert_allclose(s.fault_pages, [[(300.0 - evicted_anon) * 0.02 * 256.0] * 2],
+                               rtol=1e-12)  # fmt: skip
+
+
+# --- guest page reclaim by recency (guest.lru_targets, balance_cache, cache_faults) ---------
+
+# anon 3840 (hot 0), cache 300 (hot 150), 3840 usable, 1024 MiB of swap room
+LRU = {"anon": 3840.0, "hot": 0.0, "cache_mib": 300.0, "cache_hot_frac": 0.5,
+       "usable": 3840.0, "swap_room": 1024.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("swappiness", "anon_out"),
+    [
+        (60.0, 300.0 * 230400.0 / 251400.0),  # 60 * 3840 : 140 * 150
+        (0.0, 150.0),  # only cache is scanned: all 150 cold MiB, the other 150 from anon
+        (200.0, 300.0),  # only anon is scanned: the cache keeps all 300 MiB
+        (100.0, 300.0 * 384000.0 / 399000.0),  # 100 * 3840 : 100 * 150
+    ],
+)
+def test_lru_targets_evict_cold_anon_and_cache_by_swappiness(swappiness, anon_out):
+    anon_t, cache_t = guest.lru_targets(**LRU, swappiness=swappiness)
+    assert anon_t == pytest.approx(3840.0 - anon_out, rel=1e-12)
+    assert cache_t == pytest.approx(anon_out, rel=1e-12)  # usable - anon target
+
+
+def test_lru_targets_keep_hot_pages_first_and_respect_swap_space():
+    # Hot anon 3700 and hot cache 150 do not both fit 3840: the hot anon first, 140 MiB of
+    # cache; the 140 cold anon MiB go to swap.
+    anon_t, cache_t = guest.lru_targets(**{**LRU, "hot": 3700.0}, swappiness=60.0)
+    assert (anon_t, cache_t) == (pytest.approx(3700.0), pytest.approx(140.0))
+    # Only 50 MiB of swap room: 50 MiB of cold anon out, the cache keeps 50.
+    anon_t, cache_t = guest.lru_targets(**{**LRU, "swap_room": 50.0}, swappiness=60.0)
+    assert (anon_t, cache_t) == (pytest.approx(3790.0), pytest.approx(50.0))
+    # Everything fits: no eviction, the cache target is all of it.
+    anon_t, cache_t = guest.lru_targets(**{**LRU, "anon": 3000.0}, swappiness=60.0)
+    assert (anon_t, cache_t) == (3000.0, 300.0)
+
+
+def test_balance_cache_fills_from_free_then_swaps_cold_anon_within_its_rate():
+    # 40 MiB free (10 of them untouched, budget 4): fill 34; then cold anon above its target
+    # (3600 - 3500 = 100) goes out for the cache up to its target 250, within the 80 MiB of
+    # swap-out left (100 - 20 already used) and 1024 - 0 - 990 = 34 MiB of swap room.
+    out = guest.balance_cache(
+        cache_mib=300.0, cache_target=250.0, anon_target=3500.0, anon_res=3600.0,
+        anon_swap=0.0, cache=100.0, free=40.0, untouched=10.0, budget=4.0, balloon_swap=990.0,
+        swap_out=20.0, swap_out_mib=100.0, swap_mib=1024.0,
+    )  # fmt: skip
+    anon_res, anon_swap, cache, free, untouched, budget, swap_out = out
+    assert (free, untouched, budget) == (6.0, 6.0, 0.0)
+    assert (anon_res, anon_swap, cache, swap_out) == (3566.0, 34.0, 168.0, 54.0)
+    # Cache the workload no longer wants is dropped at once.
+    out = guest.balance_cache(100.0, 100.0, 3500.0, 3500.0, 0.0, 300.0, 0.0, 0.0, 0.0, 0.0,
+                              0.0, 100.0, 1024.0)  # fmt: skip
+    assert (out[2], out[3]) == (100.0, 200.0)
+
+
+@pytest.mark.parametrize(
+    ("cache", "pages"),
+    [
+        (0.0, (150.0 + 0.02 * 150.0) * 256.0),  # all hot and all cold missing
+        (100.0, (50.0 + 0.02 * 150.0) * 256.0),  # resident cache is the hot part first
+        (250.0, 0.02 * 50.0 * 256.0),  # hot all resident, 50 cold MiB missing
+        (300.0, 0.0),
+    ],
+)
+def test_cache_faults_re_read_all_missing_hot_and_two_percent_of_missing_cold(cache, pages):
+    assert guest.cache_faults(300.0, 0.5, cache) == pytest.approx(pages, rel=1e-12)
 
 
 def test_host_faults_stall_at_the_host_s_fault_s_per_page():

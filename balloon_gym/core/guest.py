@@ -25,7 +25,8 @@ from balloon_gym.core.workload import Demand
 _EPS_MIB = 1e-6
 
 CACHE_REREAD_FRAC = 0.02
-"""Fraction of the missing page cache the workload re-reads from disk each step (our choice)."""
+"""Fraction of the missing *cold* page cache the workload re-reads from disk each step (our
+choice); the hot part of the cache is read every step, so all of its missing part faults."""
 
 
 class GuestStep(NamedTuple):
@@ -41,7 +42,9 @@ class GuestStep(NamedTuple):
     host_swap: np.ndarray
     swap_in: np.ndarray  # MiB
     swap_out: np.ndarray  # MiB (for the workload and the balloon)
-    fault_pages: np.ndarray  # guest major faults, pages
+    fault_pages: np.ndarray  # guest major faults, pages (anon + cache)
+    anon_fault_pages: np.ndarray  # of which hot anonymous pages swapped in, pages
+    cache_fault_pages: np.ndarray  # of which page cache re-read from disk, pages
     host_fault_pages: np.ndarray  # host faults, pages
     host_swap_in: np.ndarray  # MiB brought back by the host
     oom: np.ndarray  # bool
@@ -142,17 +145,62 @@ def grow(
 
 
 @equation
-def fill_cache(cache_mib, cache, free, untouched, budget):
-    """Page cache: drop what the workload no longer wants, fill from free pages.
+def lru_targets(anon, hot, cache_mib, cache_hot_frac, usable, swap_room, swappiness):
+    """Resident anonymous memory and page cache the guest's LRU balance keeps, MiB.
 
-    Returns ``cache``, ``free``, ``untouched``, ``budget`` and the re-read faults, pages.
+    Hot pages first (hot anon, then hot cache); the room left holds cold pages, and what does
+    not fit is evicted from cold anon and cold cache in proportion to ``swappiness * cold_anon``
+    and ``(200 - swappiness) * cold_cache`` (Linux scans its anon and file LRU lists with those
+    weights times their sizes), anon only as far as ``swap_room`` takes it.
+
+    Returns the anon and page-cache targets.
+    """
+    hot_k = cache_hot_frac * cache_mib
+    hot_a_res = minimum(hot, usable)
+    hot_k_res = minimum(hot_k, usable - hot_a_res)
+    cold_a = anon - hot
+    cold_k = cache_mib - hot_k
+    evict = maximum(cold_a + cold_k - (usable - hot_a_res - hot_k_res), 0.0)
+    w_a = swappiness * cold_a
+    w_k = (200.0 - swappiness) * cold_k
+    out_a = evict * w_a / maximum(w_a + w_k, _EPS_MIB)
+    out_a = minimum(maximum(out_a, evict - cold_k), cold_a)
+    out_a = minimum(out_a, maximum(swap_room - (hot - hot_a_res), 0.0))
+    anon_target = anon - (hot - hot_a_res) - out_a
+    return anon_target, maximum(minimum(cache_mib, usable - anon_target), 0.0)
+
+
+@equation
+def balance_cache(
+    cache_mib, cache_target, anon_target, anon_res, anon_swap, cache, free, untouched, budget,
+    balloon_swap, swap_out, swap_out_mib, swap_mib,
+):  # fmt: skip
+    """Page cache: drop what the workload no longer wants, fill from free pages, then take the
+    frames of cold anonymous pages above their target (swapped out, within the swap-out rate
+    left and swap space) while the cache is below its target.
+
+    Returns ``anon_res``, ``anon_swap``, ``cache``, ``free``, ``untouched``, ``budget`` and
+    ``swap_out``.
     """
     drop = maximum(cache - cache_mib, 0.0)
     cache, free = cache - drop, free + drop
     fill, free, untouched, budget = take_free(cache_mib - cache, free, untouched, budget)
     cache = cache + maximum(fill, 0.0)
-    miss_pages = maximum(cache_mib - cache, 0.0) * CACHE_REREAD_FRAC * PAGES_PER_MIB
-    return cache, free, untouched, budget, miss_pages
+    swap_room = maximum(swap_mib - anon_swap - balloon_swap, 0.0)
+    rate_left = maximum(swap_out_mib - swap_out, 0.0)
+    out = minimum(maximum(cache_target - cache, 0.0), maximum(anon_res - anon_target, 0.0))
+    out = minimum(out, minimum(rate_left, swap_room))
+    return anon_res - out, anon_swap + out, cache + out, free, untouched, budget, swap_out + out
+
+
+@equation
+def cache_faults(cache_mib, cache_hot_frac, cache):
+    """Page cache re-read from disk, pages: the missing hot part (read every step) and
+    ``CACHE_REREAD_FRAC`` of the missing cold part. Resident cache is the hot part first."""
+    hot_k = cache_hot_frac * cache_mib
+    hot_missing = maximum(hot_k - cache, 0.0)
+    cold_missing = maximum(cache_mib - maximum(cache, hot_k), 0.0)
+    return (hot_missing + CACHE_REREAD_FRAC * cold_missing) * PAGES_PER_MIB
 
 
 @equation
@@ -201,7 +249,7 @@ def update_guest(
     anon_mib, wss_mib, cache_mib, anon_res, anon_swap, cache, free, untouched, balloon,
     balloon_swap, host_swap, budget, host_in_scale, forced_oom, cache_dropped, swap_out,
     mem_mib, kernel_mib, swap_mib, cache_reclaim_mib, swap_out_mib, swap_in_mib, user_driver,
-    report_frac, fault_s, host_fault_s, dt_s, guest_mask,
+    report_frac, fault_s, host_fault_s, dt_s, guest_mask, cache_hot_frac, swappiness,
 ):  # fmt: skip
     """One step of a guest's memory management (:func:`update`): the ``GuestStep`` fields."""
     oom, anon_res, anon_swap, free, anon_want, hot_want = oom_and_shrink(
@@ -213,20 +261,27 @@ def update_guest(
         anon_want, anon_res, anon_swap, free, untouched, cache, balloon, balloon_swap, budget,
         cache_dropped, swap_out, cache_reclaim_mib, swap_out_mib, swap_mib, user_driver, dt_s,
     )  # fmt: skip
-    cache, free, untouched, budget, miss_pages = fill_cache(cache_mib, cache, free, untouched,
-                                                            budget)  # fmt: skip
-    hot, anon_res, anon_swap, free, untouched, cache, budget, swap_in, hot_pages = swap_in_hot(
+    hot, anon_res, anon_swap, free, untouched, cache, budget, swap_in, anon_pages = swap_in_hot(
         hot_want, anon_res, anon_swap, free, untouched, cache, budget, cache_left, swap_in_mib
     )
-    fault_pages = hot_pages + miss_pages
+    anon_target, cache_target = lru_targets(
+        anon_res + anon_swap, hot, cache_mib, cache_hot_frac, mem_mib - kernel_mib - balloon,
+        swap_mib - balloon_swap, swappiness,
+    )  # fmt: skip
+    anon_res, anon_swap, cache, free, untouched, budget, swap_out = balance_cache(
+        cache_mib, cache_target, anon_target, anon_res, anon_swap, cache, free, untouched,
+        budget, balloon_swap, swap_out, swap_out_mib, swap_mib,
+    )  # fmt: skip
+    cache_pages = cache_faults(cache_mib, cache_hot_frac, cache)
+    fault_pages = anon_pages + cache_pages
     stall_s = stall_s + fault_pages * fault_s
     untouched, host_swap, host_in, host_fault_pages = report_and_host_faults(
         hot, anon_res, cache, free, untouched, host_swap, budget, host_in_scale, report_frac
     )
     stall_s = stall_s + host_fault_pages * host_fault_s
     return (anon_res, anon_swap, cache, free, untouched, balloon, balloon_swap,
-            host_swap - host_in, swap_in, swap_out, fault_pages, host_fault_pages, host_in, oom,
-            stall_s)  # fmt: skip
+            host_swap - host_in, swap_in, swap_out, fault_pages, anon_pages, cache_pages,
+            host_fault_pages, host_in, oom, stall_s)  # fmt: skip
 
 
 def update(
@@ -254,6 +309,6 @@ def update(
             m.untouched, m.balloon, m.balloon_swap, host_swap, budget, host_in_scale, m.oom,
             m.cache_dropped, m.swap_out, p.mem_mib, p.kernel_mib, p.swap_mib,
             p.cache_reclaim_mib, p.swap_out_mib, p.swap_in_mib, p.user_driver, p.report_frac,
-            p.fault_s, p.host_fault_s, p.dt_s, p.guest_mask,
+            p.fault_s, p.host_fault_s, p.dt_s, p.guest_mask, p.cache_hot_frac, p.swappiness,
         )
     )  # fmt: skip

@@ -118,6 +118,9 @@ class Params(NamedTuple):
     oom_restart_frac: np.ndarray  # [G] footprint right after an OOM, fraction
     oom_recover_per_step: np.ndarray  # [G] footprint regained per step after an OOM, fraction
     touch_mib: np.ndarray  # [G] cold pages touched per step, MiB
+    # --- guest page reclaim by recency (LRU balance) [G] ---
+    cache_hot_frac: np.ndarray  # [G] hot fraction of the page cache wanted
+    swappiness: np.ndarray  # [G] vm.swappiness: anon vs file reclaim weight, 0..200
     # --- trace replay [G] ---
     trace_mask: np.ndarray  # [G] bool, the guest replays a trace
     trace_lo: np.ndarray  # [G] int, first VM of the guest's pool in the bank
@@ -238,6 +241,8 @@ def _guest_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]
         "oom_restart_frac": w.oom_restart_frac,
         "oom_recover_per_step": (1.0 - w.oom_restart_frac) / recover_steps,
         "touch_mib": w.touch_mib_s * dt,
+        "cache_hot_frac": w.cache_hot_frac,
+        "swappiness": g.swappiness,
         **_trace_row(g, dt, bank),
     }
 

@@ -58,7 +58,9 @@ class State(NamedTuple):
     # last step (what the driver and host report)
     swap_in: np.ndarray  # [G] guest swap-in, MiB
     swap_out: np.ndarray  # [G] guest swap-out, MiB
-    fault_pages: np.ndarray  # [G] guest major faults, pages
+    fault_pages: np.ndarray  # [G] guest major faults, pages (anon + cache)
+    anon_fault_pages: np.ndarray  # [G] of which hot anonymous pages swapped in, pages
+    cache_fault_pages: np.ndarray  # [G] of which page cache re-read from disk, pages
     oom: np.ndarray  # [G] bool, the OOM killer fired
     alloc_stall_s: np.ndarray  # [G] allocation stalls caused by the balloon, s
     stall_s: np.ndarray  # [G] all lost guest time, s

@@ -284,7 +284,9 @@ class StepInfo(MutableMapping[str, Any]):
     ``penalty``), host memory (``host_free_mib``, ``host_state``, ``consumed_mib`` per guest),
     guest memory per guest (``kernel_mib``, ``anon_resident_mib``, ``anon_swapped_mib``,
     ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``, ``host_swapped_mib``), and per guest
-    ``throughput``, ``stall_s``, ``wss_mib`` is not exposed (it is the hidden truth).
+    ``throughput``, ``stall_s``, guest major faults ``fault_pages`` (pages, the sum of
+    ``anon_fault_pages``, hot anonymous pages swapped in, and ``cache_fault_pages``, page cache
+    re-read); ``wss_mib`` is not exposed (it is the hidden truth).
     """
 
     _GUEST_KEYS = {
@@ -300,6 +302,9 @@ class StepInfo(MutableMapping[str, Any]):
         "reserved_vcpus": "reserved_vcpus",
         "throughput": "throughput",
         "stall_s": "stall_s",
+        "fault_pages": "fault_pages",
+        "anon_fault_pages": "anon_fault_pages",
+        "cache_fault_pages": "cache_fault_pages",
         "oom": "oom",
         "driver_up": "driver_up",
     }

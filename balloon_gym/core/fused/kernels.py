@@ -466,8 +466,9 @@ def guest_(p, s, o, m, host_swap_moved, d, blocked):
         for g in range(n_guests):
             (o.anon_res[n, g], o.anon_swap[n, g], o.cache[n, g], o.free[n, g],
              o.untouched[n, g], o.balloon[n, g], o.balloon_swap[n, g], o.host_swap[n, g],
-             o.swap_in[n, g], o.swap_out[n, g], o.fault_pages[n, g], _, host_in[n, g],
-             o.oom[n, g], o.stall_s[n, g]) = guest.update_guest(
+             o.swap_in[n, g], o.swap_out[n, g], o.fault_pages[n, g], o.anon_fault_pages[n, g],
+             o.cache_fault_pages[n, g], _, host_in[n, g], o.oom[n, g],
+             o.stall_s[n, g]) = guest.update_guest(
                 d.anon_mib[n, g], d.wss_mib[n, g], d.cache_mib[n, g], m.anon_res[n, g],
                 m.anon_swap[n, g], m.cache[n, g], m.free[n, g], m.untouched[n, g],
                 m.balloon[n, g], m.balloon_swap[n, g], host_swap_moved[n, g], budget[n, g],
@@ -475,7 +476,7 @@ def guest_(p, s, o, m, host_swap_moved, d, blocked):
                 p.mem_mib[n, g], p.kernel_mib[n, g], p.swap_mib[n, g],
                 p.cache_reclaim_mib[n, g], p.swap_out_mib[n, g], p.swap_in_mib[n, g],
                 p.user_driver[n, g], p.report_frac[n, g], p.fault_s[n, g], host_fault_s, dt,
-                p.guest_mask[n, g],
+                p.guest_mask[n, g], p.cache_hot_frac[n, g], p.swappiness[n, g],
             )  # fmt: skip
     return host_in
 
