@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from balloon_gym.agents import EsxIdleTax
 from balloon_gym.config import parse_scenario
 from balloon_gym.core import params_from_scenario, reset, step
+from balloon_gym.evaluation import evaluation_seeds, run_batch
 
 
 def _fitting_scenario():
@@ -47,3 +49,27 @@ def test_finding_3_no_ballooning_while_consumed_memory_fits_the_host():
     balloons = np.stack(balloons)
     assert balloons.max() == 0.0, f"balloon up to {balloons.max():.0f} MiB on a host with room"
     assert np.sum(host_swap) == 0.0
+
+
+def test_finding_3_idle_tax_without_tax_leaves_no_idle_host_memory():
+    # Plain proportional share (ESX without the idle tax) on idle-tax: both guests touched their
+    # memory, so the host's shortage is real. Before: 23 % of host memory free at every step
+    # while the busy guest faulted; now the host sits on its 6 % line.
+    result = run_batch(
+        EsxIdleTax(2, tax_rate=0.0),
+        "idle-tax",
+        evaluation_seeds(3),
+        record=("host_free_frac", "fault_pages"),
+    )
+    busy = result.guest_names.index("busy")
+    free = result.trace["host_free_frac"]  # (steps, N)
+    faulting = result.trace["fault_pages"][:, :, busy] > 0.0
+    print(
+        f"host free: min {free.min():.3f} mean {free.mean():.3f}; "
+        f"busy guest faults in {faulting.mean():.0%} of steps"
+    )
+    assert faulting.any(), "the busy guest should be short of memory without the tax"
+    idle_while_faulting = faulting & (free > 0.10)
+    half = free.shape[0] // 2
+    assert not idle_while_faulting[half:].any()
+    assert not (free > 0.10).all(axis=0).any()
