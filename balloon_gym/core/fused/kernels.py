@@ -267,8 +267,9 @@ def _clip_action(a):
 @register_jitable(**INNER)
 def _project_row(n, alloc, p, s, span, cap, ratio, order):
     """Project host ``n``'s allocations (``balloon.project_allocation``) in place: the part
-    above ``min_mib`` scaled as far as the guests' consumed memory, bounded by their targets,
-    exceeds ``host_target_mib``. ``span``, ``cap``, ``ratio``, ``order``: scratch ``[G]``."""
+    above ``min_mib`` scaled as far as the guests' claims on machine memory, bounded by their
+    targets, exceed ``host_target_mib`` (the loop form of ``rows.water_level``).
+    ``span``, ``cap``, ``ratio``, ``order``: scratch ``[G]``."""
     n_guests = alloc.shape[1]
     base_sum, cap_sum = 0.0, 0.0
     for g in range(n_guests):
