@@ -17,8 +17,9 @@ oVirt's vdsm installs (ovirt-site, "mom-balloon.policy"). MOM runs its policy ev
 ``cur`` is the guest's current memory (libvirt's balloon "actual", our ``usable``), ``used`` is
 ``cur - mem_unused`` (MemFree: our ``free``; page cache counts as used, as in MOM). MOM reads
 averages of its samples (``StatAvg``); this acts on the latest observation. MOM does not know
-the host's capacity: the env projects targets the host cannot hold (scaling the part above each
-``min_mib``). vCPUs: all active (MOM's balloon rules leave them alone).
+the host's capacity: the env projects its targets once the memory the guests claim exceeds what
+the host may hand out (scaling the part above each ``min_mib``; ``docs/model.md``, step 2).
+vCPUs: all active (MOM's balloon rules leave them alone).
 
 Parameters: ``pressure_threshold`` 0.20, ``pressure_critical`` 0.05, ``min_guest_free``
 0.20, ``max_change`` 0.05, ``min_change`` 0.0025 (MOM's defaults).

@@ -3,8 +3,9 @@
 ``python -m balloon_gym.demo [--scenario idle-tax] [--seed 0] [--steps N]``
 
 The policy is the simplest a host could run: ask every guest for its maximum allocation and keep
-all its vCPUs; the host's projection then scales the guests' allocations above their minimums
-down in proportion until they fit. It shows the environment end to end with no training.
+all its vCPUs ("no ballooning"); the host's projection scales the guests' allocations above
+their minimums down only as far as the memory they claim does not fit. It shows the environment
+end to end with no training.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run(scenario: str, seed: int, steps: int | None) -> str:
         done = bool(term[0] or trunc[0])
     lines = [
         f"scenario {scenario}, seed {seed}, {n} steps of {params.dt_s[0, 0]:g} s, "
-        "policy: every guest at max_mib (projected to fit), all vCPUs",
+        "policy: every guest at max_mib (projected when short), all vCPUs",
         "",
         render_host(env.batch.state, params, 0, names).rstrip(),
         "",

@@ -26,7 +26,7 @@ SEEDS = evaluation_seeds(3)
 STEPS = 120
 TOLERANCE = 1e-3
 """Clairvoyant may trail a baseline by at most this much mean score (0.1 % of throughput):
-where a baseline already reaches the optimum (e.g. hyperv on idle-tax) the two tie up to
+where a baseline already reaches the optimum (e.g. esx_idle_tax on idle-tax) the two tie up to
 the first step's unavoidable faults."""
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from balloon_gym.config import parse_scenario
-from balloon_gym.core import balloon, cpu, host, params_from_scenario, reset, step
+from balloon_gym.core import balloon, cpu, host, params_from_scenario, reset, rows, step
 from balloon_gym.core.state import consumed_mib, host_free_mib
 
 DT = 10.0
@@ -189,6 +189,15 @@ def test_water_fill_caps_and_shares_exactly():
     np.testing.assert_allclose(alloc, [[1.0, 5.0 / 3.0, 10.0 / 3.0]])
     # Enough for everyone: every guest gets its cap.
     np.testing.assert_allclose(cpu.water_fill(caps, weights, np.array([[20.0]])), caps)
+
+
+def test_water_level_of_the_projection_exactly():
+    caps = np.array([[1.0, 5.0, 5.0], [1.0, 1.0, 0.0]])
+    weights = np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 0.0]])
+    level = rows.water_level(caps, weights, np.array([[6.0], [3.0]]))
+    # Row 0: the first cap binds at 1, then 1 + 3 lam = 6: lam = 5 / 3. Row 1: caps sum to 2 < 3.
+    np.testing.assert_allclose(level[0], [5.0 / 3.0])
+    assert np.isinf(level[1, 0])
 
 
 def test_guest_oom_when_the_footprint_outgrows_memory_and_swap():

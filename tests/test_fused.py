@@ -11,7 +11,8 @@ reference computes as exactly 0 after a cancellation can come out as ~1e-12, hen
 Boolean and integer fields must match exactly. Observations are float32: they may differ by one
 float32 rounding step when a float64 value sits on a rounding boundary, and the ``host_state``
 feature may differ when the host's free fraction sits on a state line to within 1e-12. That
-happens by design: targets are projected to ``host_mem * (1 - 6 %) - reserved``, so when every
+happens by design: targets are projected to ``host_mem * (1 - 6 %) - reserved`` (once the guests
+claim more), so when every
 guest reaches its target the free fraction is exactly the 6 % line and ``frac < 0.06`` is decided
 by the last bit of a sum (in the reference, by the BLAS kernel's summation order).
 

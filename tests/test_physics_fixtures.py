@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 
 from balloon_gym.config import parse_scenario
-from balloon_gym.core import guest, params_from_scenario, perf, reset, reward, step, workload
+from balloon_gym.core import (
+    balloon,
+    guest,
+    params_from_scenario,
+    perf,
+    reset,
+    reward,
+    step,
+    workload,
+)
 from balloon_gym.core.state import State
 
 DT = 10.0
@@ -71,6 +80,51 @@ def _state(params, **fields) -> State:
 def _action(mem=(1.0, 1.0), vcpu=(1.0, 1.0)):
     """Memory actions (+1: allocation max, balloon 0), then vCPU actions (+1: all active)."""
     return np.array([[*mem, *vcpu]])
+
+
+# --- the host's projection of the targets ----------------------------------------------------
+
+# Host 7000 MiB, no reserve: the scheduler may hand out 7000 * 0.94 = 6580 MiB. Both guests ask
+# for 4096 (span 3072 above min 1024). A guest's claim is what it consumes plus what the host
+# swapped out of it plus 2 % of its memory (81.92 MiB) of growth head room. Guest b holds all
+# of its 4096 MiB; guest a consumes kernel 256 + anon 2000 + the touched part of free 1840.
+PROJECTION_A = {"anon_res": [2000.0, 3140.0], "free": [1840.0, 400.0], "cache": [0.0, 300.0]}
+HEADROOM = 0.02 * 4096.0
+
+
+@pytest.mark.parametrize(
+    ("untouched_a", "expected"),
+    [
+        # a consumes 2000: 2081.92 + min(4096, 4177.92) = 6177.92 <= 6580 fits: the targets
+        # stay as asked (the old rule scaled both to 1024 + 3072 * (6580 - 2048) / 6144 = 3290).
+        (2096.0, 4096.0),
+        # a consumes 3000: 3081.92 + 4096 > 6580. Scale s with
+        # min(1024 + 3072 s, 3081.92) + min(1024 + 3072 s, 4177.92) = 6580: a's claim binds
+        # from s = 2057.92 / 3072 on, so 3081.92 + 1024 + 3072 s = 6580 and both targets are
+        # 1024 + 3072 s = 6580 - 3081.92 = 3498.08 (a keeps head room above its claim).
+        (1096.0, 6580.0 - 3000.0 - HEADROOM),
+    ],
+)
+def test_the_host_projects_targets_only_as_far_as_claimed_memory_exceeds_it(untouched_a, expected):
+    params = params_from_scenario(_scenario(host={"mem_mib": 7000.0}))
+    s = _state(params, **PROJECTION_A, untouched=[untouched_a, 0.0])
+    alloc, balloon_target, _ = balloon.targets(s, np.ones((1, 2)), np.ones((1, 2)), params)
+    np.testing.assert_allclose(alloc, [[expected, expected]])
+    np.testing.assert_allclose(balloon_target, [[4096.0 - expected] * 2])
+
+
+def test_the_projection_counts_host_swapped_pages_and_leaves_targets_that_fit():
+    params = params_from_scenario(_scenario(host={"mem_mib": 7000.0}))
+    # a consumes 3000 as above; 500 of b's 4096 pages are in host swap: still b's claim.
+    s = _state(params, **PROJECTION_A, untouched=[1096.0, 0.0], host_swap=[0.0, 500.0])
+    alloc, _, _ = balloon.targets(s, np.ones((1, 2)), np.ones((1, 2)), params)
+    np.testing.assert_allclose(alloc, [[6580.0 - 3000.0 - HEADROOM] * 2])
+    # Asked: a 2048 (span 1024), b 4096. Claims 3081.92 and 4177.92 are both above the targets
+    # for s near 1: 1024 + 1024 s + 1024 + 3072 s = 6580 gives s = 4532 / 4096 > 1; so the
+    # asked targets (sum 6144 <= 6580) stand.
+    two = np.array([[2.0 * (2048.0 - 1024.0) / 3072.0 - 1.0, 1.0]])
+    alloc, _, _ = balloon.targets(s, two, np.ones((1, 2)), params)
+    np.testing.assert_allclose(alloc, [[2048.0, 4096.0]])
 
 
 # --- throughput -------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from typing import NamedTuple
 import numpy as np
 
 from balloon_gym.core.ops import equation, maximum, minimum, select
-from balloon_gym.core.params import Params
-from balloon_gym.core.rows import row_sum_keep
-from balloon_gym.core.state import State
+from balloon_gym.core.params import GROWTH_HEADROOM_FRAC, Params
+from balloon_gym.core.rows import row_sum_keep, water_level
+from balloon_gym.core.state import State, consumed_mib
 
 _EPS_MIB = 1e-6
 
@@ -114,18 +114,55 @@ def vcpu_step(reserved_target, reserved_vcpus, up, vcpu_change, vcpu_change_cost
     return reserved_vcpus + change, np.abs(change) * vcpu_change_cost_s
 
 
-def project_allocation(alloc: np.ndarray, params: Params) -> np.ndarray:
-    """Scale allocations above ``min_mib`` down until the host can hold them, MiB ``[G]``.
+@equation
+def projection_parts(alloc, min_mib, mem_mib, consumed, host_swap, guest_mask):
+    """A guest's terms in the host's projection, MiB.
 
-    Every guest keeps its ``min_mib``; what lies above it shrinks by one factor per host so that
-    the sum fits ``host_target_mib`` (machine memory less the reserve and the high-state margin).
+    Its *claim* on machine memory is what it consumes plus what the host swapped out of it
+    (those pages come back as soon as they are touched), plus a growth head room of
+    ``GROWTH_HEADROOM_FRAC`` of its memory. Returns the claim up to ``min_mib`` (``base``), the
+    target above ``min_mib`` (``span``, what the projection scales) and the claim above
+    ``min_mib`` that the target bounds (``cap``, at most ``span``): at scale ``s`` the guest
+    may hold ``min(min + s * span, claim) == base + min(s * span, cap)``.
     """
-    above = np.where(params.guest_mask, alloc - params.min_mib, 0.0)
-    mins = row_sum_keep(np.where(params.guest_mask, params.min_mib, 0.0))
-    room = np.maximum(params.host_target_mib - mins, 0.0)
-    total = row_sum_keep(above)
-    scale = np.minimum(1.0, room / np.maximum(total, _EPS_MIB))
-    return params.min_mib + above * scale
+    claim = consumed + host_swap + GROWTH_HEADROOM_FRAC * mem_mib
+    base = select(guest_mask, minimum(min_mib, claim), 0.0)
+    span = select(guest_mask, maximum(alloc - min_mib, 0.0), 0.0)
+    return base, span, minimum(maximum(claim - min_mib, 0.0), span)
+
+
+@equation
+def projection_scale(room, cap_sum, level):
+    """The host's scale of the targets above ``min_mib``: 1 while the bounded consumed memory
+    fits ``room`` (no reclaim), else the level at which it does (0 if even ``min_mib`` does
+    not fit)."""
+    short = select(room > 0.0, minimum(maximum(level, 0.0), 1.0), 0.0)
+    return select(cap_sum <= room, 1.0, short)
+
+
+def project_allocation(
+    alloc: np.ndarray, consumed: np.ndarray, host_swap: np.ndarray, params: Params
+) -> np.ndarray:
+    """Scale allocations above ``min_mib`` down as far as the host needs, MiB ``[G]``.
+
+    The scheduler's allocation is a ceiling on what a guest may hold. The host reclaims only
+    when the machine memory its guests consume, each bounded by its target, exceeds
+    ``host_target_mib`` (machine memory less the reserve and the high-state margin: ESX starts
+    ballooning below the high line). It then scales every target's part above ``min_mib`` by
+    one factor per host, the largest at which ``sum(min(target, consumed))`` fits: targets
+    above what their guest consumes bind on nobody, so only the guests that hold their
+    targets give memory. While consumed memory fits, the targets stay as asked (a policy can
+    leave every balloon at zero); once every guest holds its target this is the plain
+    projection of ``sum(target)`` onto ``host_target_mib``.
+    """
+    base, span, cap = projection_parts(alloc, params.min_mib, params.mem_mib, consumed, host_swap,
+                                       params.guest_mask)  # fmt: skip
+    room = params.host_target_mib - row_sum_keep(base)
+    cap_sum = row_sum_keep(cap)
+    if (cap_sum <= room).all():  # no host is short (the common case): no sort
+        return params.min_mib + span
+    level = water_level(cap, span, room)
+    return params.min_mib + span * projection_scale(room, cap_sum, level)
 
 
 def targets(
@@ -145,7 +182,7 @@ def targets(
     p = params
     want = alloc_request(mem_action, state.alloc_target, p.delta_mode, p.delta_frac, p.min_mib,
                          p.max_mib)  # fmt: skip
-    alloc = project_allocation(want, p)
+    alloc = project_allocation(want, consumed_mib(state, p), state.host_swap, p)
     balloon_target = balloon_size(p.mem_mib, alloc, p.balloon_max_mib)
     return alloc, balloon_target, reserved_request(vcpu_action, p.vcpus)
 

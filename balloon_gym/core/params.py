@@ -33,6 +33,11 @@ STATE_MARGIN_FRAC = 1e-9
 """A host is below a state line only if below it by this much: the projection puts a compliant
 host exactly on the high line, where the last bit of a sum must not flip the state."""
 
+GROWTH_HEADROOM_FRAC = HIGH_FREE_FRAC - SOFT_FREE_FRAC
+"""Growth head room the host's projection adds to each guest's claim on machine memory, as a
+fraction of the guest's memory: the band between the high and the soft line, which a host can
+lose to growth before it swaps (``balloon.project_allocation``)."""
+
 #: Host memory states, in the order of the observation's ``host_state`` feature.
 HOST_HIGH, HOST_SOFT, HOST_HARD, HOST_LOW = 0, 1, 2, 3
 

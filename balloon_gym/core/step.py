@@ -127,7 +127,8 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     """A fresh batch: guests booted at the host's initial allocation, workloads started.
 
     Every guest starts at ``project_allocation(max_mib)`` (all guests at their maximum, scaled
-    down until the host holds them) with its balloon at the matching size, its footprint
+    down as far as the host cannot hold what they touch at boot: kernel, footprint and page
+    cache) with its balloon at the matching size, its footprint
     resident as far as it fits (the rest in guest swap), page cache filled from what is left,
     and its free memory never touched (no machine page behind it). If the guests' boot footprint
     does not fit the host, the host has swapped the excess out of them, in proportion.
@@ -138,7 +139,10 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     t = np.zeros(shape[0], dtype=np.int64)
     d = workload.demand(t, params=params, **process)
     mask = params.guest_mask
-    alloc = balloon.project_allocation(params.max_mib, params)
+    # What each guest touches at boot (no balloon yet) is what the host's projection bounds.
+    boot = np.where(mask, np.minimum(params.kernel_mib + d.anon_mib + d.cache_mib,
+                                     params.mem_mib), 0.0)  # fmt: skip
+    alloc = balloon.project_allocation(params.max_mib, boot, zeros, params)
     bal = np.clip(params.mem_mib - alloc, 0.0, params.balloon_max_mib)
     usable = params.mem_mib - params.kernel_mib - bal
     anon = np.where(mask, np.minimum(d.anon_mib, usable + params.swap_mib), 0.0)

@@ -50,8 +50,10 @@ class BalloonEnv(gym.Env):
     Memory, ``allocation`` mode (default): target ``min_mib + u * (max_mib - min_mib)`` MiB.
     ``delta`` mode: the target changes by ``a * delta_frac * (max_mib - min_mib)`` MiB.
 
-    Memory targets are projected to what the host can hold (every guest keeps ``min_mib``, the
-    rest scales down until the sum fits machine memory less the reserve and a 6 % margin).
+    Memory targets are ceilings. The host projects them only when the memory its guests claim
+    (consumed, host-swapped and 2 % growth head room, each bounded by its target) exceeds
+    machine memory less the reserve and a 6 % margin: every guest keeps ``min_mib`` and the rest
+    scales down as far as needed (``docs/model.md``, step 2).
     Finite values outside [-1, 1] are clipped; NaN or infinite values raise ``ValueError``.
     Any real dtype (float or int), a list or an ndarray is fine; a dict, text, complex or bool
     values raise ``ConfigTypeError`` (a ``ValueError`` and a ``TypeError``) rather than being

@@ -265,19 +265,34 @@ def _clip_action(a):
 
 
 @register_jitable(**INNER)
-def _project_row(n, alloc, min_mib, guest_mask, host_target_mib):
-    """Scale host ``n``'s allocations above ``min_mib`` into ``host_target_mib``, in place."""
-    mins = 0.0
-    total = 0.0
-    for g in range(alloc.shape[1]):
-        above = alloc[n, g] - min_mib[n, g] if guest_mask[n, g] else 0.0
-        alloc[n, g] = above
-        mins += min_mib[n, g] if guest_mask[n, g] else 0.0
-        total += above
-    room = max(host_target_mib[n, 0] - mins, 0.0)
-    scale = min(1.0, room / max(total, balloon._EPS_MIB))
-    for g in range(alloc.shape[1]):
-        alloc[n, g] = min_mib[n, g] + alloc[n, g] * scale
+def _project_row(n, alloc, p, s, span, cap, ratio, order):
+    """Project host ``n``'s allocations (``balloon.project_allocation``) in place: the part
+    above ``min_mib`` scaled as far as the guests' claims on machine memory, bounded by their
+    targets, exceed ``host_target_mib`` (the loop form of ``rows.water_level``).
+    ``span``, ``cap``, ``ratio``, ``order``: scratch ``[G]``."""
+    n_guests = alloc.shape[1]
+    base_sum, cap_sum = 0.0, 0.0
+    for g in range(n_guests):
+        used = state.consumed(p.mem_mib[n, g], s.untouched[n, g], s.balloon[n, g],
+                              s.host_swap[n, g], p.guest_mask[n, g])  # fmt: skip
+        base, span[g], cap[g] = balloon.projection_parts(
+            alloc[n, g], p.min_mib[n, g], p.mem_mib[n, g], used, s.host_swap[n, g],
+            p.guest_mask[n, g],
+        )  # fmt: skip
+        base_sum += base
+        cap_sum += cap[g]
+    room = p.host_target_mib[n, 0] - base_sum
+    if cap_sum <= room:  # the host is not short: the targets stay as asked
+        for g in range(n_guests):
+            alloc[n, g] = p.min_mib[n, g] + span[g]
+        return
+    for g in range(n_guests):
+        ratio[g] = cap[g] / max(span[g], cpu._EPS)
+    _sorted_order(ratio, order)
+    level = _water_level(cap, span, ratio, order, room)
+    scale = balloon.projection_scale(room, cap_sum, level)
+    for g in range(n_guests):
+        alloc[n, g] = p.min_mib[n, g] + span[g] * scale
 
 
 @register_jitable(**INNER)
@@ -285,6 +300,8 @@ def targets_(p, s, o, action):
     """Allocation and balloon targets into ``o``; returns the reserved-vCPU targets."""
     n_envs, n_guests = p.guest_mask.shape
     reserved_target = np.empty((n_envs, n_guests))
+    span, cap, ratio = np.empty(n_guests), np.empty(n_guests), np.empty(n_guests)
+    order = np.empty(n_guests, np.int64)
     for n in range(n_envs):
         delta_mode, delta_frac = p.delta_mode[n, 0], p.delta_frac[n, 0]
         for g in range(n_guests):
@@ -294,7 +311,7 @@ def targets_(p, s, o, action):
             )  # fmt: skip
             b = _clip_action(action[n, n_guests + g])
             reserved_target[n, g] = balloon.reserved_request(b, p.vcpus[n, g])
-        _project_row(n, o.alloc_target, p.min_mib, p.guest_mask, p.host_target_mib)
+        _project_row(n, o.alloc_target, p, s, span, cap, ratio, order)
         for g in range(n_guests):
             o.balloon_target[n, g] = balloon.balloon_size(
                 p.mem_mib[n, g], o.alloc_target[n, g], p.balloon_max_mib[n, g]
