@@ -115,13 +115,15 @@ class HostConfig(_Frozen):
     )
     pcpus: float = Field(16.0, ge=0.1, le=1024, description="Physical CPUs shared by guests.")
     swap_device: Literal["zram", "nvme", "ssd", "hdd"] = Field(
-        "ssd", description="Host swap device; sets the next three fields' defaults (src)."
+        "ssd",
+        description="Host swap device; sets the defaults of swap_out_mib_s, swap_in_mib_s "
+        "and fault_s (src).",
     )
     swap_out_mib_s: float = Field(
         250.0, ge=0.1, le=1e5, description="Host swap-out rate in the hard state, MiB/s (src)."
     )
     swap_in_mib_s: float = Field(
-        290.0, ge=0.01, le=1e5, description="Host swap-in rate (host faults served), MiB/s (src)."
+        290.0, ge=0.1, le=1e5, description="Host swap-in rate (host faults served), MiB/s (src)."
     )
     fault_s: float = Field(
         1.5e-4, ge=0, le=1.0, description="Stall per host-swapped page a guest touches, s (src)."
@@ -312,13 +314,15 @@ class GuestConfig(_Frozen):
     )
     swap_mib: float = Field(4096.0, ge=0, le=2**22, description="Guest swap space, MiB.")
     swap_device: Literal["zram", "nvme", "ssd", "hdd"] = Field(
-        "ssd", description="Guest swap device; sets the next three fields' defaults (src)."
+        "ssd",
+        description="Guest swap device; sets the defaults of fault_s, swap_out_mib_s and "
+        "swap_in_mib_s (src).",
     )
     swap_out_mib_s: float = Field(
         250.0, ge=0.1, le=1e5, description="Guest swap-out rate, MiB/s (src)."
     )
     swap_in_mib_s: float = Field(
-        208.0, ge=0.01, le=1e5, description="Guest swap-in rate, MiB/s (src)."
+        208.0, ge=0.1, le=1e5, description="Guest swap-in rate, MiB/s (src)."
     )
     cache_reclaim_mib_s: float = Field(
         1024.0, ge=0.1, le=1e6, description="Rate the guest drops page cache, MiB/s."
