@@ -161,10 +161,13 @@ GROWER_SWAP = {"swap_device": "zram", "fault_s": 20e-6}
 that it takes back the memory it gave up in the first steps within a step or two."""
 
 
-def _reclaim_scenario(device: str, fault_s: float, outage: bool) -> ScenarioConfig:
+def _reclaim_scenario(
+    device: str, fault_s: float, outage: bool, host_fault_s: float | None = None
+) -> ScenarioConfig:
     """Two guests on a host that cannot hold both footprints. ``victim`` keeps all its memory
     until step SWITCH; then the scheduler moves memory to ``grower``. With ``outage`` the
-    victim's driver fails at SWITCH (for the rest of the episode): the host must swap."""
+    victim's driver fails at SWITCH (for the rest of the episode): the host must swap. The host
+    swaps to the same device (its fault time ``host_fault_s``, default ``fault_s``)."""
     victim_wl = {"anon_mib": 5120.0, "wss_frac": 0.5, "cache_mib": 256.0, "cpu_vcpus": 1.0}
     grower_wl = {"anon_mib": 7000.0, "wss_frac": 1.0, "cache_mib": 256.0, "cpu_vcpus": 1.0}
     driver = {"outage_start_s": SWITCH * 10.0, "outage_duration_s": 1e6} if outage else {}
@@ -179,7 +182,7 @@ def _reclaim_scenario(device: str, fault_s: float, outage: bool) -> ScenarioConf
                 "reserved_mib": 512.0,
                 "pcpus": 8.0,
                 "swap_device": device,
-                "fault_s": fault_s,
+                "fault_s": fault_s if host_fault_s is None else host_fault_s,
             },
             "guests": [
                 {**guest, "name": "victim", "driver": driver, "workload": victim_wl},
@@ -211,22 +214,24 @@ def study_balloon_vs_host_swap(seeds: int, steps: int, points: Sequence[int]) ->
         "(a) Balloon vs host swap: victim guest's throughput after reclaim",
         ["device", "point", "fault_s", "balloon_tp", "host_swap_tp", "ratio", "ratio_sd"],
     )
-    for device, faults in FAULT_S.items():
-        for i in points:
-            tp = {}
-            for arm, outage in (("balloon", False), ("host_swap", True)):
-                out = run(
-                    _reclaim_scenario(device, faults[i], outage),
-                    seeds,
-                    steps,
-                    _shifter(VICTIM_ACTION),
-                )
-                tp[arm] = out["throughput"][steps // 2 :, :, 0].mean(axis=0)  # per seed
-            ratio = tp["balloon"] / np.maximum(tp["host_swap"], 1e-9)
-            s.rows.append([device, ("low", "default", "high")[i], faults[i],
-                           *(round(mean_sd(tp[a])[0], 4) for a in ("balloon", "host_swap")),
-                           *(round(v, 3) for v in mean_sd(ratio))])  # fmt: skip
+    cases = [(d, p, f[i], None) for d, f in FAULT_S.items() for i, p in _named(points)]
+    # Double paging (a host-swapped page the guest then swaps: 2 reads + 1 write, calibration
+    # section 7) as a host fault three times the device's, on each device's default.
+    cases += [(d, "host x3", f[1], 3 * f[1]) for d, f in FAULT_S.items() if 1 in points]
+    for device, point, fault, host_fault in cases:
+        tp = {}
+        for arm, outage in (("balloon", False), ("host_swap", True)):
+            cfg = _reclaim_scenario(device, fault, outage, host_fault)
+            out = run(cfg, seeds, steps, _shifter(VICTIM_ACTION))
+            tp[arm] = out["throughput"][steps // 2 :, :, 0].mean(axis=0)  # per seed
+        ratio = tp["balloon"] / np.maximum(tp["host_swap"], 1e-9)
+        row = [device, point, fault, *(round(mean_sd(tp[a])[0], 4) for a in tp)]
+        s.rows.append([*row, *(round(v, 3) for v in mean_sd(ratio))])
     return s
+
+
+def _named(points: Sequence[int]) -> list[tuple[int, str]]:
+    return [(i, ("low", "default", "high")[i]) for i in points]
 
 
 # --- (b) rate adaptation ----------------------------------------------------------------------
@@ -376,7 +381,9 @@ def plot(studies: dict[str, Study], path: Path) -> None:
     a, b, c, d = axes.flat
     colors = {"zram": "C0", "nvme": "C1", "ssd": "C2", "hdd": "C3"}
     for dev in colors:
-        rows = [r for r in studies["balloon_vs_host_swap"].rows if r[0] == dev]
+        rows = [
+            r for r in studies["balloon_vs_host_swap"].rows if r[0] == dev and r[1] != "host x3"
+        ]
         a.plot([r[2] for r in rows], [r[5] for r in rows], "o-", color=colors[dev], label=dev)
         rows = [r for r in studies["rate_adaptation"].rows if r[0] == dev]
         b.plot([r[2] for r in rows], [r[5] for r in rows], "o-", color=colors[dev], label=dev)
