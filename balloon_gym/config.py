@@ -54,6 +54,51 @@ class ConfigTypeError(ConfigError, TypeError):
 MAX_GUESTS = 1024
 """Most guests (``count`` expanded) a host may have, and most guest slots an env may pad to."""
 
+# --- Named choices whose defaults come from published measurements (docs/model.md, "Defaults
+# from published measurements"; the evidence is docs/calibration.md sections 1, 2 and 6).
+
+GUEST_SWAP_DEVICES: dict[str, dict[str, float]] = {
+    "zram": {"fault_s": 20e-6, "swap_out_mib_s": 2000.0, "swap_in_mib_s": 195.0},
+    "nvme": {"fault_s": 30e-6, "swap_out_mib_s": 1000.0, "swap_in_mib_s": 1042.0},
+    "ssd": {"fault_s": 150e-6, "swap_out_mib_s": 250.0, "swap_in_mib_s": 208.0},
+    "hdd": {"fault_s": 12e-3, "swap_out_mib_s": 30.0, "swap_in_mib_s": 2.6},
+}
+"""Guest swap devices: end-to-end fault time per 4 KiB page, sustained swap-out, and swap-in of
+one faulting thread with the kernel's readahead (8 pages a fault on block devices, 1 on zram:
+``pages * 4 KiB / fault_s``, below each device's random-read ceiling). SATA SSD is ``ssd``."""
+
+HOST_SWAP_DEVICES: dict[str, dict[str, float]] = {
+    "zram": {"fault_s": 20e-6, "swap_out_mib_s": 2000.0, "swap_in_mib_s": 2861.0},
+    "nvme": {"fault_s": 30e-6, "swap_out_mib_s": 1000.0, "swap_in_mib_s": 1335.0},
+    "ssd": {"fault_s": 150e-6, "swap_out_mib_s": 250.0, "swap_in_mib_s": 290.0},
+    "hdd": {"fault_s": 12e-3, "swap_out_mib_s": 30.0, "swap_in_mib_s": 0.32},
+}
+"""Host swap devices: the same fault time (random victims, no readahead benefit) and swap-out;
+swap-in is the device's random 4 KiB read ceiling, shared by every guest's faults."""
+
+LHP_PENALTIES: dict[str, dict[str, float]] = {
+    "serial": {"lhp_penalty": 0.0, "lhp_penalty_3x": 0.0},
+    "multiprocess": {"lhp_penalty": 0.4, "lhp_penalty_3x": 1.0},
+    "lock_heavy": {"lhp_penalty": 0.5, "lhp_penalty_3x": 1.5},
+}
+"""Extra loss ``L`` to lock-holder preemption at 2x and 3x vCPU overcommit, by the workload's
+``parallelism`` (PV-qspinlock guests; the guest's own ``lhp_penalty*`` fields win)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fill_defaults(data: Any, key: str, choices: dict[str, dict[str, float]], default: str) -> Any:
+    """Fill the fields the named choice ``data[key]`` is about, where ``data`` leaves them out
+    (an unknown name is left to the field's own validation)."""
+    if not isinstance(data, dict):
+        return data
+    name = data.get(key, default)
+    if isinstance(name, str) and name in choices:
+        return {**choices[name], **data}
+    return data
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
@@ -69,14 +114,19 @@ class HostConfig(_Frozen):
         1024.0, ge=0, le=2**22, description="Memory kept by the hypervisor itself, MiB."
     )
     pcpus: float = Field(16.0, ge=0.1, le=1024, description="Physical CPUs shared by guests.")
+    swap_device: Literal["zram", "nvme", "ssd", "hdd"] = Field(
+        "ssd",
+        description="Host swap device; sets the defaults of swap_out_mib_s, swap_in_mib_s "
+        "and fault_s (src).",
+    )
     swap_out_mib_s: float = Field(
-        200.0, ge=0.1, le=1e5, description="Host swap-out rate in the hard state, MiB/s."
+        250.0, ge=0.1, le=1e5, description="Host swap-out rate in the hard state, MiB/s (src)."
     )
     swap_in_mib_s: float = Field(
-        200.0, ge=0.1, le=1e5, description="Host swap-in rate (host faults served), MiB/s."
+        290.0, ge=0.1, le=1e5, description="Host swap-in rate (host faults served), MiB/s (src)."
     )
     fault_s: float = Field(
-        2e-4, ge=0, le=1.0, description="Stall per host-swapped page a guest touches, s (src)."
+        1.5e-4, ge=0, le=1.0, description="Stall per host-swapped page a guest touches, s (src)."
     )
     sampling: bool = Field(
         True, description="ESX-style statistical sampling of each guest's active fraction."
@@ -91,6 +141,12 @@ class HostConfig(_Frozen):
         description="Sampling period of the active-memory estimate, s (src).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _device_defaults(cls, data: Any) -> Any:
+        """Fill the swap rates and fault time from ``swap_device``, where left out."""
+        return _fill_defaults(data, "swap_device", HOST_SWAP_DEVICES, "ssd")
+
 
 class DriverConfig(_Frozen):
     """The balloon driver inside a guest (DESIGN 3.3)."""
@@ -104,13 +160,13 @@ class DriverConfig(_Frozen):
         True, description="Never ask faster than the guest's reservation change rate (claim 8)."
     )
     alloc_mib_s: float = Field(
-        1024.0, ge=0.1, le=1e6, description="Inflation rate from guest-free pages, MiB/s."
+        1621.0, ge=0.1, le=1e6, description="Inflation rate from guest-free pages, MiB/s (src)."
     )
     free_mib_s: float = Field(
-        2048.0, ge=0.1, le=1e6, description="Deflation rate (pages given back), MiB/s."
+        1621.0, ge=0.1, le=1e6, description="Deflation rate (pages given back), MiB/s (src)."
     )
     max_request_mib_s: float = Field(
-        1024.0, ge=0.1, le=1e6, description="Rate a naive driver asks at regardless, MiB/s."
+        1621.0, ge=0.1, le=1e6, description="Rate a naive driver asks at regardless, MiB/s."
     )
     stall_s_per_mib: float = Field(
         0.02, ge=0, le=10, description="Guest time lost per MiB a naive driver asks in vain, s."
@@ -166,6 +222,12 @@ class WorkloadConfig(_Frozen):
         512.0, ge=0, le=2**22, description="Page cache the workload wants, MiB."
     )
     cpu_vcpus: float = Field(1.0, ge=0, le=1024, description="Base CPU demand, vCPUs.")
+    parallelism: Literal["serial", "multiprocess", "lock_heavy"] = Field(
+        "multiprocess",
+        description="serial: independent single-threaded tasks; multiprocess: fork/lock-mixed "
+        "(UnixBench-like); lock_heavy: one parallel lock-heavy program. Sets the guest's "
+        "lhp_penalty defaults (src).",
+    )
     diurnal_amp: float = Field(0.0, ge=0, le=0.95, description="Relative amplitude of the sine.")
     diurnal_period_s: float = Field(3600.0, ge=1, le=1e7, description="Period of the sine, s.")
     diurnal_phase: float = Field(
@@ -256,16 +318,25 @@ class GuestConfig(_Frozen):
         1, ge=0, le=256, description="Most vCPUs reserved or released in one step; 0 disables."
     )
     vcpu_change_cost_s: float = Field(
-        0.05, ge=0, le=10, description="Guest stall per vCPU hot-(un)plugged, s (src: tens of ms)."
+        0.01, ge=0, le=10, description="Guest stall per vCPU hot-(un)plugged, s (src: 10 ms)."
     )
     swap_mib: float = Field(4096.0, ge=0, le=2**22, description="Guest swap space, MiB.")
-    swap_out_mib_s: float = Field(100.0, ge=0.1, le=1e5, description="Guest swap-out rate, MiB/s.")
-    swap_in_mib_s: float = Field(100.0, ge=0.1, le=1e5, description="Guest swap-in rate, MiB/s.")
+    swap_device: Literal["zram", "nvme", "ssd", "hdd"] = Field(
+        "ssd",
+        description="Guest swap device; sets the defaults of fault_s, swap_out_mib_s and "
+        "swap_in_mib_s (src).",
+    )
+    swap_out_mib_s: float = Field(
+        250.0, ge=0.1, le=1e5, description="Guest swap-out rate, MiB/s (src)."
+    )
+    swap_in_mib_s: float = Field(
+        208.0, ge=0.1, le=1e5, description="Guest swap-in rate, MiB/s (src)."
+    )
     cache_reclaim_mib_s: float = Field(
         1024.0, ge=0.1, le=1e6, description="Rate the guest drops page cache, MiB/s."
     )
     fault_s: float = Field(
-        1e-4, ge=0, le=1.0, description="Stall per guest major fault (4 KiB page), s (src: SSD)."
+        1.5e-4, ge=0, le=1.0, description="Stall per guest major fault (4 KiB page), s (src)."
     )
     swappiness: float = Field(
         60.0,
@@ -275,7 +346,18 @@ class GuestConfig(_Frozen):
         "ratio swappiness : 200 - swappiness times their sizes (src: Linux vm.rst, default 60).",
     )
     lhp_penalty: float = Field(
-        0.5, ge=0, le=10, description="SMP efficiency loss per unit of vCPU oversubscription."
+        0.4,
+        ge=0,
+        le=10,
+        description="Extra loss L to lock-holder preemption at 2x vCPU overcommit (runnable "
+        "vCPUs / pCPUs granted); default from workload.parallelism (src).",
+    )
+    lhp_penalty_3x: float = Field(
+        1.0,
+        ge=0,
+        le=20,
+        description="The same at 3x overcommit and above (>= lhp_penalty); default from "
+        "workload.parallelism (src).",
     )
     sla: float = Field(0.0, ge=0, le=1, description="Throughput below which a step is an SLA miss.")
     free_page_reporting: bool = Field(
@@ -283,6 +365,31 @@ class GuestConfig(_Frozen):
     )
     driver: DriverConfig = DriverConfig()
     workload: WorkloadConfig = WorkloadConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_defaults(cls, data: Any) -> Any:
+        """Fill the swap rates and fault time from ``swap_device``, and the lock-holder losses
+        from ``workload.parallelism``, where the file leaves them out. A loss left out never
+        contradicts one given: ``lhp_penalty_3x`` is at least, ``lhp_penalty`` at most the other."""
+        data = _fill_defaults(data, "swap_device", GUEST_SWAP_DEVICES, "ssd")
+        if not isinstance(data, dict):
+            return data
+        w = data.get("workload")
+        if isinstance(w, dict):
+            kind = w.get("parallelism", "multiprocess")
+        else:  # a WorkloadConfig, or left out (the default workload)
+            kind = getattr(w, "parallelism", "multiprocess")
+        if not (isinstance(kind, str) and kind in LHP_PENALTIES):
+            return data  # the workload's own validation names the bad choice
+        l2, l3 = data.get("lhp_penalty"), data.get("lhp_penalty_3x")
+        d2, d3 = LHP_PENALTIES[kind]["lhp_penalty"], LHP_PENALTIES[kind]["lhp_penalty_3x"]
+        fill = {}
+        if "lhp_penalty" not in data:
+            fill["lhp_penalty"] = min(d2, l3) if _is_number(l3) else d2
+        if "lhp_penalty_3x" not in data:
+            fill["lhp_penalty_3x"] = max(d3, l2) if _is_number(l2) else d3
+        return {**data, **fill}
 
     @property
     def max_alloc_mib(self) -> float:
@@ -318,6 +425,18 @@ class GuestConfig(_Frozen):
             raise ValueError(
                 f"kernel_mib ({value:g}) must be below min_mib ({low:g}); "
                 "lower kernel_mib or raise min_mib"
+            )
+        return value
+
+    @field_validator("lhp_penalty_3x")
+    @classmethod
+    def _check_lhp(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("lhp_penalty")
+        if low is not None and value < low:
+            raise ValueError(
+                f"lhp_penalty_3x ({value:g}) < lhp_penalty ({low:g}): more overcommit cannot lose "
+                "less; raise lhp_penalty_3x or lower lhp_penalty (or leave one out: it is filled "
+                "from workload.parallelism without contradicting the other)"
             )
         return value
 

@@ -13,6 +13,9 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 
 from balloon_gym.config import (
+    GUEST_SWAP_DEVICES,
+    HOST_SWAP_DEVICES,
+    LHP_PENALTIES,
     WORKLOAD_KIND_DEFAULTS,
     DriverConfig,
     GuestConfig,
@@ -95,6 +98,17 @@ def render() -> str:
     for kind, defaults in WORKLOAD_KIND_DEFAULTS.items():
         text = ", ".join(f"`{k}: {v:g}`" for k, v in defaults.items()) or "none"
         lines.append(f"| `{kind}` | {text} |")
+    named = (
+        ("guests[i].swap_device", GUEST_SWAP_DEVICES),
+        ("host.swap_device", HOST_SWAP_DEVICES),
+        ("guests[i].workload.parallelism", LHP_PENALTIES),
+    )
+    for field, choices in named:
+        lines += ["", f"## `{field}`", "", "Each choice sets defaults (sources: docs/model.md);"]
+        lines += ["the file's own values win.", "", "| choice | defaults |", "|---|---|"]
+        for name, defaults in choices.items():
+            text = ", ".join(f"`{k}: {v:g}`" for k, v in defaults.items())
+            lines.append(f"| `{name}` | {text} |")
     return "\n".join(lines) + "\n"
 
 

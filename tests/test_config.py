@@ -17,7 +17,11 @@ from hypothesis import strategies as st
 import balloon_gym
 from balloon_gym import ConfigError, core
 from balloon_gym.config import (
+    GUEST_SWAP_DEVICES,
+    HOST_SWAP_DEVICES,
     WORKLOAD_KIND_DEFAULTS,
+    GuestConfig,
+    HostConfig,
     WorkloadConfig,
     load_scenario_file,
     parse_scenario,
@@ -714,3 +718,39 @@ def test_more_guests_than_a_host_may_have_are_rejected():
 def test_an_overlong_description_is_rejected():
     with pytest.raises(ConfigError, match="description: String should have at most 500"):
         parse_scenario(with_change(lambda d: d.update(description="x" * 501)))
+
+
+# --- named choices: swap devices and workload parallelism fill defaults ------------------------
+
+
+def _one_guest(host=None, **guest):
+    return parse_scenario({"name": "x", "host": host or {}, "guests": [guest]})
+
+
+@pytest.mark.parametrize("device", ["zram", "nvme", "ssd", "hdd"])
+def test_a_swap_device_fills_the_fields_left_out_and_explicit_values_win(device):
+    cfg = _one_guest(host={"swap_device": device}, swap_device=device)
+    for field, value in GUEST_SWAP_DEVICES[device].items():
+        assert getattr(cfg.guests[0], field) == value
+    for field, value in HOST_SWAP_DEVICES[device].items():
+        assert getattr(cfg.host, field) == value
+    own = _one_guest(host={"swap_device": device, "fault_s": 0.5}, swap_device=device, fault_s=0.5)
+    assert own.guests[0].fault_s == 0.5 and own.host.fault_s == 0.5
+    # The field defaults are the default device's (ssd), so the docs' defaults are the truth.
+    assert GuestConfig().fault_s == GUEST_SWAP_DEVICES["ssd"]["fault_s"]
+    assert HostConfig().swap_in_mib_s == HOST_SWAP_DEVICES["ssd"]["swap_in_mib_s"]
+
+
+def test_parallelism_fills_the_lhp_losses_without_contradicting_a_given_one():
+    assert (GuestConfig().lhp_penalty, GuestConfig().lhp_penalty_3x) == (0.4, 1.0)
+    serial = _one_guest(workload={"parallelism": "serial"}).guests[0]
+    assert (serial.lhp_penalty, serial.lhp_penalty_3x) == (0.0, 0.0)
+    # One given: the other is the kind's value, moved so that L(3x) >= L(2x).
+    assert _one_guest(lhp_penalty=4.0).guests[0].lhp_penalty_3x == 4.0
+    assert _one_guest(lhp_penalty_3x=0.2).guests[0].lhp_penalty == 0.2
+    lock = _one_guest(lhp_penalty=0.1, workload={"parallelism": "lock_heavy"}).guests[0]
+    assert lock.lhp_penalty_3x == 1.5
+    with pytest.raises(ConfigError, match=r"guests\[0\]\.lhp_penalty_3x: .*raise lhp_penalty_3x"):
+        _one_guest(lhp_penalty=2.0, lhp_penalty_3x=1.0)
+    with pytest.raises(ConfigError, match=r"guests\[0\]\.workload\.parallelism"):
+        _one_guest(workload={"parallelism": "threads"})

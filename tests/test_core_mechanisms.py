@@ -173,10 +173,10 @@ def test_vcpu_reservation_lowers_the_smp_loss():
     params = params_from_scenario(_scenario(lhp_penalty=0.5))  # 2 guests x 4 vCPUs, 4 pCPUs
     demand = np.array([[4.0, 4.0]])
     none = cpu.schedule(np.zeros((1, 2)), demand, params)
-    # Each gets 2 pCPUs for 4 runnable vCPUs: eff = 1 / (1 + 0.5 * 0.5) = 0.8.
+    # Each gets 2 pCPUs for 4 runnable vCPUs (2x overcommit): eff = 1 / (1 + 0.5) = 2/3.
     assert none.alloc.tolist() == [[2.0, 2.0]]
-    assert none.smp_eff[0, 0] == pytest.approx(0.8)
-    assert none.factor[0, 0] == pytest.approx(0.4)
+    assert none.smp_eff[0, 0] == pytest.approx(2 / 3)
+    assert none.factor[0, 0] == pytest.approx(1 / 3)
     packed = cpu.schedule(np.array([[2.0, 2.0]]), demand, params)
     assert packed.smp_eff[0, 0] == pytest.approx(1.0)
     assert packed.factor[0, 0] == pytest.approx(0.5)

@@ -16,6 +16,7 @@ import pytest
 from balloon_gym.config import parse_scenario
 from balloon_gym.core import (
     balloon,
+    cpu,
     guest,
     params_from_scenario,
     perf,
@@ -151,13 +152,63 @@ def test_a_step_with_no_stall_and_enough_cpu_has_full_throughput():
 
 
 def test_cpu_contention_throughput():
-    # Two guests want 4 vCPUs each on 4 pCPUs: 2 each; lhp 0.5 -> smp_eff 1 / (1 + 0.5 * 0.5).
+    # Two guests want 4 vCPUs each on 4 pCPUs: 2 each, overcommit O = 4 / 2 = 2, so the
+    # lock-holder loss is L = lhp_penalty = 0.5: smp_eff 1 / 1.5, throughput 2/4 * 2/3 = 1/3.
     params = params_from_scenario(_scenario(lhp_penalty=0.5, workload={"cpu_vcpus": 4.0,
                                             "anon_mib": 3140.0, "cache_mib": 300.0,
                                             "touch_mib_s": 0.0}))  # fmt: skip
     s, out = step(_state(params), _action(), params, np.random.default_rng(1))
-    np.testing.assert_allclose(s.throughput, [[0.4, 0.4]], rtol=1e-15)
-    np.testing.assert_allclose(out.parts["score"], [0.4], rtol=1e-15)
+    np.testing.assert_allclose(s.throughput, [[1 / 3, 1 / 3]], rtol=1e-15)
+    np.testing.assert_allclose(out.parts["score"], [1 / 3], rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("alloc", "runnable", "expect_loss"),
+    [
+        (4.0, 4.0, 0.0),  # O = 1: no loss
+        (4.0, 2.0, 0.0),  # O < 1: more pCPU time than runnable vCPUs, no loss
+        (4.0, 6.0, 0.5 * 0.5),  # O = 1.5: half-way to L(2) = 0.5
+        (2.0, 4.0, 0.5),  # O = 2: lhp_penalty
+        (2.0, 5.0, 0.5 + 0.5 * (1.5 - 0.5)),  # O = 2.5: half-way from L(2) to L(3) = 1.5
+        (1.0, 3.0, 1.5),  # O = 3: lhp_penalty_3x
+        (1.0, 8.0, 1.5),  # O = 8: held at L(3)
+        (0.0, 0.0, 0.0),  # nothing runnable
+    ],
+)
+def test_lhp_loss_is_piecewise_linear_in_overcommit(alloc, runnable, expect_loss):
+    loss = cpu.lhp_loss(np.array([alloc]), np.array([runnable]), 0.5, 1.5)
+    np.testing.assert_allclose(loss, [expect_loss], rtol=1e-12, atol=1e-15)
+    # demand = runnable: served = min(1, alloc / demand) / (1 + L)
+    smp_eff, factor = cpu.served(np.array([alloc]), np.array([runnable]),
+                                 np.array([runnable]), 0.5, 1.5)  # fmt: skip
+    np.testing.assert_allclose(smp_eff, [1.0 / (1.0 + expect_loss)], rtol=1e-12)
+    expect = 1.0 if runnable == 0 else min(1.0, alloc / runnable) / (1.0 + expect_loss)
+    np.testing.assert_allclose(factor, [expect], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "expect"),
+    [("serial", (0.0, 0.0)), ("multiprocess", (0.4, 1.0)), ("lock_heavy", (0.5, 1.5))],
+)
+def test_parallelism_sets_the_calibrated_lhp_losses(parallelism, expect):
+    # docs/calibration.md section 6: single-threaded 0; multi-process 0.4 at 2x (1.0 at 3x,
+    # extrapolated); lock-heavy parallel, PV qspinlock, 0.5 at 2x and 1.5 at 3x (ebizzy).
+    wl = {"anon_mib": 0.0, "cache_mib": 0.0, "cpu_vcpus": 0.0, "parallelism": parallelism}
+    params = params_from_scenario(_scenario(workload=wl))
+    assert params.lhp_penalty[0].tolist() == [expect[0]] * 2
+    assert params.lhp_penalty_3x[0].tolist() == [expect[1]] * 2
+    # A guest's own value wins over its workload's kind.
+    own = params_from_scenario(_scenario(workload=wl, lhp_penalty=4.0, lhp_penalty_3x=5.0))
+    assert own.lhp_penalty[0, 0] == 4.0 and own.lhp_penalty_3x[0, 0] == 5.0
+
+
+def test_a_serial_guest_loses_only_its_fair_share():
+    # 4 runnable vCPUs of independent single-threaded tasks on 2 pCPUs: served 2/4, no more loss.
+    wl = {"cpu_vcpus": 4.0, "anon_mib": 3140.0, "cache_mib": 300.0, "touch_mib_s": 0.0,
+          "parallelism": "serial"}  # fmt: skip
+    params = params_from_scenario(_scenario(workload=wl))
+    s, _ = step(_state(params), _action(), params, np.random.default_rng(1))
+    np.testing.assert_allclose(s.throughput, [[0.5, 0.5]], rtol=1e-15)
 
 
 # --- reward terms -----------------------------------------------------------------------------

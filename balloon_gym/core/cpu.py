@@ -2,10 +2,14 @@
 
 Active vCPUs ``a = vcpus - reserved``; runnable ``r = min(demand, a)``. The host divides its
 pCPUs among guests in proportion to their shares, each capped at ``r`` (water-filling). A guest
-with more runnable vCPUs than the pCPU time it gets runs them part-time and loses efficiency to
-lock-holder preemption and co-scheduling stalls:
-``smp_eff = 1 / (1 + lhp_penalty * max(0, r - alloc) / r)``. Reserving vCPUs of a guest squeezed
-on pCPU time packs its work onto fewer, fully-run vCPUs, which wins that loss back.
+with more runnable vCPUs than the pCPU time it gets runs them part-time: at overcommit
+``O = r / alloc`` a lock holder is preempted and its waiters spin, an extra loss ``L(O)`` beyond
+the fair share, ``smp_eff = 1 / (1 + L(O))``. ``L`` is 0 up to ``O = 1``, rises linearly to
+``lhp_penalty`` at ``O = 2`` and to ``lhp_penalty_3x`` at ``O = 3``, and stays there (the
+published loss saturates). Both depend on the workload's parallelism: independent single-threaded
+tasks hold no shared lock (``L = 0``); a lock-heavy parallel program loses most
+(docs/calibration.md section 6). Reserving vCPUs of a guest squeezed on pCPU time packs its work
+onto fewer, fully-run vCPUs (``O -> 1``), which wins that loss back.
 """
 
 from __future__ import annotations
@@ -37,10 +41,19 @@ def runnable_vcpus(demand_vcpus, vcpus, reserved_vcpus, guest_mask):
 
 
 @equation
-def served(alloc, runnable, demand_vcpus, lhp_penalty):
+def lhp_loss(alloc, runnable, lhp_penalty, lhp_penalty_3x):
+    """Extra loss ``L(O)`` to lock-holder preemption at overcommit ``O = runnable / alloc``:
+    0 for ``O <= 1``, linear to ``lhp_penalty`` at 2 and ``lhp_penalty_3x`` at 3, flat above."""
+    over = runnable / maximum(alloc, _EPS)
+    to_2x = minimum(maximum(over - 1.0, 0.0), 1.0)
+    to_3x = minimum(maximum(over - 2.0, 0.0), 1.0)
+    return lhp_penalty * to_2x + (lhp_penalty_3x - lhp_penalty) * to_3x
+
+
+@equation
+def served(alloc, runnable, demand_vcpus, lhp_penalty, lhp_penalty_3x):
     """SMP efficiency and the fraction of CPU demand served (1 without demand)."""
-    short = maximum(runnable - alloc, 0.0) / maximum(runnable, _EPS)
-    smp_eff = 1.0 / (1.0 + lhp_penalty * short)
+    smp_eff = 1.0 / (1.0 + lhp_loss(alloc, runnable, lhp_penalty, lhp_penalty_3x))
     factor = minimum(1.0, alloc / maximum(demand_vcpus, _EPS)) * smp_eff
     return smp_eff, select(demand_vcpus > _EPS, factor, 1.0)
 
@@ -83,5 +96,7 @@ def schedule(reserved_vcpus: np.ndarray, demand_vcpus: np.ndarray, params: Param
     """Share the host's pCPUs for one step."""
     runnable = runnable_vcpus(demand_vcpus, params.vcpus, reserved_vcpus, params.guest_mask)
     alloc = water_fill(runnable, np.where(params.guest_mask, params.shares, 0.0), params.pcpus)
-    smp_eff, factor = served(alloc, runnable, demand_vcpus, params.lhp_penalty)
+    smp_eff, factor = served(
+        alloc, runnable, demand_vcpus, params.lhp_penalty, params.lhp_penalty_3x
+    )
     return CpuStep(alloc=alloc, runnable=runnable, smp_eff=smp_eff, factor=factor)

@@ -90,7 +90,8 @@ class Params(NamedTuple):
     swap_in_mib: np.ndarray  # [G] guest swap-in per step, MiB
     cache_reclaim_mib: np.ndarray  # [G] page cache dropped per step, MiB
     fault_s: np.ndarray  # [G] stall per guest major fault (page), s
-    lhp_penalty: np.ndarray  # [G] SMP efficiency loss per unit of oversubscription
+    lhp_penalty: np.ndarray  # [G] extra loss to lock-holder preemption at 2x overcommit
+    lhp_penalty_3x: np.ndarray  # [G] the same at 3x overcommit and above
     sla: np.ndarray  # [G] throughput threshold of an SLA miss
     report_frac: np.ndarray  # [G] fraction of touched free pages reported per step (0 = off)
     # --- balloon driver [G] ---
@@ -216,6 +217,7 @@ def _guest_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]
         "cache_reclaim_mib": g.cache_reclaim_mib_s * dt,
         "fault_s": g.fault_s,
         "lhp_penalty": g.lhp_penalty,
+        "lhp_penalty_3x": g.lhp_penalty_3x,
         "sla": g.sla,
         "report_frac": report,
         "user_driver": d.kind == "user",

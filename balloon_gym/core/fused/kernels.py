@@ -594,7 +594,7 @@ def cpu_(p, o, runnable, cpu_demand):
     for n in range(n_envs):
         for g in range(n_guests):
             _, factor[n, g] = cpu.served(o.cpu_alloc[n, g], runnable[n, g], cpu_demand[n, g],
-                                         p.lhp_penalty[n, g])  # fmt: skip
+                                         p.lhp_penalty[n, g], p.lhp_penalty_3x[n, g])  # fmt: skip
     return factor
 
 
