@@ -284,7 +284,8 @@ class StepInfo(MutableMapping[str, Any]):
     ``penalty``), host memory (``host_free_mib``, ``host_state``, ``consumed_mib`` per guest),
     guest memory per guest (``kernel_mib``, ``anon_resident_mib``, ``anon_swapped_mib``,
     ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``, ``host_swapped_mib``), and per guest
-    ``throughput``, ``stall_s``, ``wss_mib`` is not exposed (it is the hidden truth).
+    ``throughput``, ``stall_s`` (stalls of the time it ran), ``lost_s`` (time it did not run:
+    blocked, or restarting after an OOM kill); ``wss_mib`` is not exposed (the hidden truth).
     """
 
     _GUEST_KEYS = {
@@ -300,6 +301,7 @@ class StepInfo(MutableMapping[str, Any]):
         "reserved_vcpus": "reserved_vcpus",
         "throughput": "throughput",
         "stall_s": "stall_s",
+        "lost_s": "lost_s",
         "oom": "oom",
         "driver_up": "driver_up",
     }
