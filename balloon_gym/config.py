@@ -177,7 +177,9 @@ class DriverConfig(_Frozen):
     max_balloon_frac: float = Field(
         0.65, ge=0, le=0.95, description="Balloon cap as a fraction of guest memory (src 65 %)."
     )
-    present: bool = Field(True, description="False: no driver installed; the balloon never moves.")
+    present: bool = Field(
+        True, description="False: no driver installed; the guest boots with no balloon."
+    )
     outage_start_s: float = Field(
         -1.0, ge=-1, le=1e7, description="Start of a scheduled outage, s from reset; -1 = none."
     )
@@ -247,11 +249,21 @@ class WorkloadConfig(_Frozen):
         1.5, ge=0.01, le=10, description="Highest level after a phase change."
     )
     leak_mib_s: float = Field(0.0, ge=0, le=1e4, description="Anonymous memory leak, MiB/s.")
-    oom_restart_frac: float = Field(
-        0.5, ge=0.01, le=1, description="Footprint right after an OOM kill, fraction of normal."
+    # OOM kill and restart (v1): no work for the restart delay, then while the hot set is
+    # re-read; the footprint comes back in full (docs/model.md, docs/calibration.md section 8).
+    oom_restart_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Delay before an OOM-killed workload restarts, s (src: Kubernetes back-off "
+        "10 s; systemd 0.1 s).",
     )
-    oom_recover_s: float = Field(
-        300.0, ge=1, le=1e6, description="Time for the footprint to recover after an OOM, s."
+    oom_reload_mib_s: float = Field(
+        100.0,
+        ge=1,
+        le=1e5,
+        description="Rate a restarted workload re-reads its hot set, MiB/s (src: published "
+        "11 MB/s to 1 GB/s).",
     )
     touch_mib_s: float = Field(
         0.0, ge=0, le=1e6, description="Extra cold-page touches, MiB/s (0 = hot set only)."

@@ -27,6 +27,8 @@ NON_NEGATIVE = (
     "host_swap",
     "reserved_vcpus",
     "stall_s",
+    "lost_s",
+    "restart_left_s",
     "swap_in",
     "swap_out",
     "fault_pages",
@@ -67,7 +69,7 @@ def guests(draw):
             "free_mib_s": draw(st.floats(1, 2000)),
             "max_request_mib_s": draw(st.floats(1, 2000)),
             "max_balloon_frac": frac,
-            "present": draw(st.booleans()) or True,
+            "present": draw(st.booleans()),
             "outage_start_s": draw(st.sampled_from([-1.0, 0.0, 50.0])),
             "outage_duration_s": draw(st.floats(0, 200)),
             "outage_rate_per_h": draw(st.floats(0, 20)),
@@ -85,6 +87,8 @@ def guests(draw):
             "burst_off_s": draw(st.floats(10, 600)),
             "leak_mib_s": draw(st.floats(0, 20)),
             "touch_mib_s": draw(st.floats(0, 10)),
+            "oom_restart_s": draw(st.sampled_from([0.0, 0.1, 10.0, 45.0])),
+            "oom_reload_mib_s": draw(st.floats(1, 2000)),
         },
     }
 
@@ -137,6 +141,8 @@ def check_invariants(prev, s, params, obs, space_dim):
     assert (change <= params.vcpu_change + TOL).all()
     assert (s.reserved_vcpus <= params.vcpus - 1 + TOL).all()
     assert (s.throughput <= 1 + TOL).all()
+    assert (s.lost_s <= params.dt_s + TOL).all() and (s.oom_scale <= 1.0).all()
+    assert (s.balloon[~params.driver_present] <= TOL).all(), "a balloon without a driver"
     # the balloon never exceeds its cap by its own doing (only a deflating guest can be above)
     grew = s.balloon > prev.balloon + TOL
     assert (s.balloon[grew] <= params.balloon_max_mib[grew] + TOL).all()

@@ -177,6 +177,28 @@ def test_fused_matches_numpy_on_actions_outside_the_box():
     compare_rollouts(params, steps=100, seed=5, action_kind="outside")
 
 
+def test_fused_matches_numpy_through_oom_restarts_and_without_a_driver():
+    # Guest 0 is killed often (no swap, a naive driver) and restarts over two steps (restart 3 s,
+    # hot set 300 MiB re-read at 37 MiB/s: 11.1 s, a partial second step); guest 1 has no driver.
+    data = load_scenario("steady-overcommit").model_dump(mode="python")
+    g0, g1 = (dict(g) for g in data["guests"][:2])
+    g0.update(
+        swap_mib=0.0,
+        driver={"rate_adaptive": False, "max_balloon_frac": 0.95},
+        workload={
+            **g0["workload"],
+            "anon_mib": 3000.0,
+            "wss_frac": 0.1,
+            "oom_restart_s": 3.0,
+            "oom_reload_mib_s": 37.0,
+        },
+    )
+    g1.update(count=1, driver={"present": False})
+    cfg = parse_scenario({**data, "guests": [g0, g1, *data["guests"][1:]]})
+    params = repeat_params(build_params([cfg]), 4)
+    compare_rollouts(params, steps=200, seed=13, action_kind="extreme")
+
+
 def test_fused_step_without_observation_matches_step_observe():
     params = repeat_params(build_params([load_scenario("diurnal")]), 3)
     state = core.reset(params, np.random.default_rng(0))

@@ -131,12 +131,12 @@ def test_the_projection_counts_host_swapped_pages_and_leaves_targets_that_fit():
 # --- throughput -------------------------------------------------------------------------------
 
 
-def test_throughput_is_cpu_times_memory_factor_times_work_fraction():
+def test_throughput_is_cpu_times_time_run_times_memory_factor():
     params = params_from_scenario(_scenario())
     cpu_factor = np.array([[0.5, 1.0]])
     stall_s = np.array([[10.0, 2.5]])  # mem_factor = 1 / (1 + stall / dt): 1/2 and 1/1.25
-    work = np.array([[0.8, 1.0]])
-    tp = perf.throughput(cpu_factor, stall_s, work, params)
+    lost_s = np.array([[2.0, 0.0]])  # time run 1 - lost / dt: 0.8 and 1
+    tp = perf.throughput(cpu_factor, stall_s, lost_s, params)
     np.testing.assert_allclose(tp, [[0.5 * 0.5 * 0.8, 0.8]], rtol=1e-15)
     misses = perf.sla_misses(tp, params._replace(sla=np.array([[0.5, 0.5]])))
     assert misses.tolist() == [[True, False]]
@@ -415,14 +415,23 @@ def test_vcpu_hot_plug_stalls_per_vcpu_changed():
     assert s.throughput[0, 0] == 1.0 / 1.1
 
 
-def test_an_oom_kill_costs_a_whole_step_and_restarts_the_work():
-    wl = {"anon_mib": 5000.0, "wss_frac": 0.0, "cache_mib": 0.0, "cpu_vcpus": 0.0}
-    cfg = _scenario(workload={**wl, "touch_mib_s": 0.0, "oom_restart_frac": 0.5})
-    params = params_from_scenario(cfg)
+def test_an_oom_kill_restarts_the_work_after_a_delay_and_a_reload():
+    # Footprint 5000 > usable 3840 + swap 1024: killed in step 1. Restart 15 s, hot set
+    # 0.2 * 5000 = 1000 MiB re-read at 200 MiB/s in 5 s: 20 s lost, steps 1 and 2 do no work.
+    wl = {"anon_mib": 5000.0, "wss_frac": 0.2, "cache_mib": 0.0, "cpu_vcpus": 0.0,
+          "touch_mib_s": 0.0, "oom_restart_s": 15.0, "oom_reload_mib_s": 200.0}  # fmt: skip
+    params = params_from_scenario(_scenario(workload=wl))
     s, out = step(_state(params), _action(), params, np.random.default_rng(1))
     assert s.oom.all() and out.parts["ooms"][0] == 2
-    assert s.stall_s.tolist() == [[DT, DT]]
-    assert s.throughput.tolist() == [[0.5 * 0.5, 0.5 * 0.5]]  # mem 1 / (1 + 1), work 0.5
+    assert s.lost_s.tolist() == [[DT, DT]] and s.throughput.tolist() == [[0.0, 0.0]]
+    assert s.restart_left_s.tolist() == [[5.0, 5.0]] and s.oom_scale.tolist() == [[0.0, 0.0]]
+    assert (s.anon_res == 0.0).all() and (s.anon_swap == 0.0).all()  # freed at the kill
+    s, out = step(s, _action(), params, np.random.default_rng(1))
+    # 5 s of delay, then 5 s re-reading 1000 MiB: the hot set is back at the end of step 2 and
+    # the workload wants its full footprint again (no discount): killed again, from the start.
+    assert s.lost_s.tolist() == [[DT, DT]] and s.throughput.tolist() == [[0.0, 0.0]]
+    assert out.parts["ooms"][0] == 2
+    assert s.restart_left_s.tolist() == [[5.0, 5.0]] and s.oom_scale.tolist() == [[0.0, 0.0]]
 
 
 # --- workload formulas ------------------------------------------------------------------------
@@ -464,12 +473,16 @@ def test_diurnal_phase_offset_shifts_the_cycle():
     np.testing.assert_allclose(d.anon_mib, 1500.0, rtol=1e-12)
 
 
-def test_burst_phase_leak_and_oom_restart_scale_the_footprint():
+def test_burst_phase_leak_and_oom_reload_set_the_footprint():
     params = params_from_scenario(_scenario(workload=DIURNAL))
-    # t = 0: level 1 * burst 3 * phase 0.5 = 1.5; anon = (1000 * 1.5 + leak 100) * oom 0.5 = 800
+    # t = 0: level 1 * burst 3 * phase 0.5 = 1.5; anon = 1000 * 1.5 + leak 100 = 1600
+    d = _demand(params, 0, burst_on=True, phase_level=0.5, leak=100.0)
+    np.testing.assert_allclose(d.anon_mib, 1600.0, rtol=1e-12)
+    np.testing.assert_allclose(d.wss_mib, 0.25 * 1600.0 + 10.0, rtol=1e-12)
+    # Half of the hot set re-read after an OOM kill: the footprint is that half, all hot.
     d = _demand(params, 0, burst_on=True, phase_level=0.5, leak=100.0, oom_scale=0.5)
-    np.testing.assert_allclose(d.anon_mib, 800.0, rtol=1e-12)
-    np.testing.assert_allclose(d.wss_mib, 0.25 * 800.0 + 10.0, rtol=1e-12)
+    np.testing.assert_allclose(d.anon_mib, 0.5 * 410.0, rtol=1e-12)
+    np.testing.assert_allclose(d.wss_mib, 0.5 * 410.0, rtol=1e-12)
     np.testing.assert_allclose(d.cache_mib, 300.0, rtol=1e-12)  # leak and OOM: anon only
     np.testing.assert_allclose(d.cpu_vcpus, 3.0, rtol=1e-12)
 
@@ -481,7 +494,7 @@ def test_hot_set_is_capped_by_the_footprint():
 
 
 def test_workload_processes_advance():
-    wl = {**DIURNAL, "leak_mib_s": 2.0, "oom_recover_s": 100.0, "oom_restart_frac": 0.5,
+    wl = {**DIURNAL, "leak_mib_s": 2.0, "oom_restart_s": 5.0, "oom_reload_mib_s": 50.0,
           "burst_on_s": 100.0, "burst_off_s": 100.0, "phase_mean_s": 100.0,
           "phase_low": 0.5, "phase_high": 1.5}  # fmt: skip
     params = params_from_scenario(_scenario(workload=wl))
@@ -489,7 +502,8 @@ def test_workload_processes_advance():
     s = s._replace(
         burst_on=np.array([[False, True]]),
         leak=np.array([[5.0, 0.0]]),
-        oom_scale=np.array([[0.5, 0.98]]),
+        oom_scale=np.array([[0.0, 0.5]]),
+        restart_left_s=np.array([[15.0, 0.0]]),
         phase_level=np.array([[1.0, 1.0]]),
     )
     p = 1.0 - math.exp(-0.1)  # an event with mean 100 s within a 10 s step
@@ -500,5 +514,7 @@ def test_workload_processes_advance():
     np.testing.assert_allclose(process["phase_level"], [[0.75, 1.0]])
     assert p > 0.05
     np.testing.assert_allclose(process["leak"], [[25.0, 20.0]])  # + 2 MiB/s * 10 s
-    # back to 1 over 100 s = 10 steps from 0.5: + 0.05 a step, capped at 1
-    np.testing.assert_allclose(process["oom_scale"], [[0.55, 1.0]])
+    # a: 10 of its 15 s of restart delay gone, nothing re-read yet; b: half its hot set (under
+    # 300 MiB at level < 1.2) still to re-read at 50 MiB/s, under 3 s: back within the step.
+    np.testing.assert_allclose(process["restart_left_s"], [[5.0, 0.0]])
+    np.testing.assert_allclose(process["oom_scale"], [[0.0, 1.0]])

@@ -121,8 +121,8 @@ class Params(NamedTuple):
     phase_low: np.ndarray  # [G] lowest level after a phase change
     phase_high: np.ndarray  # [G] highest level after a phase change
     leak_mib: np.ndarray  # [G] leak per step, MiB
-    oom_restart_frac: np.ndarray  # [G] footprint right after an OOM, fraction
-    oom_recover_per_step: np.ndarray  # [G] footprint regained per step after an OOM, fraction
+    oom_restart_s: np.ndarray  # [G] delay before an OOM-killed workload restarts, s
+    oom_reload_mib_s: np.ndarray  # [G] rate a restarted workload re-reads its hot set, MiB/s
     touch_mib: np.ndarray  # [G] cold pages touched per step, MiB
     # --- guest page reclaim by recency (LRU balance) [G] ---
     cache_hot_frac: np.ndarray  # [G] hot fraction of the page cache wanted
@@ -198,7 +198,6 @@ def _host_row(cfg: ScenarioConfig) -> dict[str, float]:
 def _guest_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]:
     d, w = g.driver, g.workload
     speed = d.user_speed if d.kind == "user" else 1.0
-    recover_steps = max(1.0, w.oom_recover_s / dt)
     report = max(0.0, 1.0 - FREE_PAGE_REPORTING_DELAY_S / dt) if g.free_page_reporting else 0.0
     return {
         "guest_mask": True,
@@ -245,8 +244,8 @@ def _guest_row(g: GuestConfig, dt: float, bank: Bank | None) -> dict[str, float]
         "phase_low": w.phase_low,
         "phase_high": w.phase_high,
         "leak_mib": w.leak_mib_s * dt,
-        "oom_restart_frac": w.oom_restart_frac,
-        "oom_recover_per_step": (1.0 - w.oom_restart_frac) / recover_steps,
+        "oom_restart_s": w.oom_restart_s,
+        "oom_reload_mib_s": w.oom_reload_mib_s,
         "touch_mib": w.touch_mib_s * dt,
         "cache_hot_frac": w.cache_hot_frac,
         "swappiness": g.swappiness,

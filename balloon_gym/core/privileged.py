@@ -47,24 +47,30 @@ def demand_ahead(
             the next step's demand is then exact (:func:`balloon_gym.core.workload.advance`).
 
     Without ``uniforms`` bursts and phase levels stay as they are now. Beyond the next step,
-    they stay as they are then; the diurnal cycle, leak and OOM recovery advance exactly.
+    they stay as they are then; the diurnal cycle, leak and an OOM-killed workload's restart and
+    reload advance exactly.
     """
     if uniforms is None:
         process = process_state(state)
         process["leak"] = state.leak + params.leak_mib
-        process["oom_scale"] = np.minimum(state.oom_scale + params.oom_recover_per_step, 1.0)
+        first = 0  # the next step's OOM recovery is still to come
     else:
         process, _ = workload.advance(state, params, uniforms)
+        first = 1
+    restart_left, scale = process["restart_left_s"], process["oom_scale"]
+    full_scale = np.ones_like(scale)
     # The demand of the step just done: the balloon moves before the guest's footprint does,
     # so a guest about to shrink still holds it when the next step's targets apply.
     fields = list(true_demand(state, params))
     for h in range(steps):  # a loop over look-ahead steps, not over hosts or guests
-        ahead = {
-            **process,
-            "leak": process["leak"] + h * params.leak_mib,
-            "oom_scale": np.minimum(process["oom_scale"] + h * params.oom_recover_per_step, 1.0),
-        }
-        d = workload.demand(state.t + 1 + h, params=params, **ahead)
+        ahead = {**process, "leak": process["leak"] + h * params.leak_mib, "oom_scale": full_scale}
+        full = workload.demand(state.t + 1 + h, params=params, **ahead)
+        if h >= first:  # an OOM-killed workload's restart and reload advance exactly
+            restart_left, scale, _ = workload.recover(
+                restart_left, scale, full.wss_mib, params.oom_reload_mib_s, params.dt_s
+            )
+        anon, wss = workload.reloaded(full.anon_mib, full.wss_mib, scale)
+        d = full._replace(anon_mib=anon, wss_mib=wss)
         fields = [np.maximum(a, b) for a, b in zip(fields, d, strict=True)]
     return Demand(*fields)
 

@@ -47,7 +47,8 @@ class State(NamedTuple):
     phase_level: np.ndarray  # [G] demand level of the current phase
     phase_offset: np.ndarray  # [G] per-episode phase jitter, fraction of a period
     leak: np.ndarray  # [G] leaked anonymous memory, MiB
-    oom_scale: np.ndarray  # [G] footprint scale after an OOM kill (1 = recovered)
+    oom_scale: np.ndarray  # [G] fraction of its hot set an OOM-killed workload re-read (1 = up)
+    restart_left_s: np.ndarray  # [G] restart delay still to come after an OOM kill, s
     trace_vm: np.ndarray  # [G] int, the trace bank VM a trace guest replays this episode
     trace_pos: np.ndarray  # [G] trace position at reset, samples
     # driver availability
@@ -63,7 +64,8 @@ class State(NamedTuple):
     cache_fault_pages: np.ndarray  # [G] of which page cache re-read from disk, pages
     oom: np.ndarray  # [G] bool, the OOM killer fired
     alloc_stall_s: np.ndarray  # [G] allocation stalls caused by the balloon, s
-    stall_s: np.ndarray  # [G] all lost guest time, s
+    stall_s: np.ndarray  # [G] fault, allocation and hot-plug stalls of the time it ran, s
+    lost_s: np.ndarray  # [G] time it did not run: blocked, or killed and restarting, s
     cpu_alloc: np.ndarray  # [G] pCPU time granted, pCPUs
     throughput: np.ndarray  # [G] fraction of demanded work done
     balloon_moved: np.ndarray  # [G] |balloon change|, MiB

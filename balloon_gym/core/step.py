@@ -6,7 +6,7 @@ no Python loop over hosts or guests; one call advances the whole batch.
 
 One step is one control interval ``dt_s``. Its sub-steps, in order:
 
-1. ``workload``      demand processes advance (bursts, phases, leak, OOM recovery)
+1. ``workload``      demand processes advance (bursts, phases, leak, OOM restart and reload)
 2. ``targets``       action -> allocation, balloon and vCPU targets, projected to the host
 3. ``availability``  driver outages (scheduled and random)
 4. ``host_reclaim``  host swap in the hard and low states, victims above target
@@ -14,7 +14,7 @@ One step is one control interval ``dt_s``. Its sub-steps, in order:
 6. ``guest``         guest memory: footprint, cache, guest swap, faults, OOM, host faults
 7. ``vcpus``         vCPU reservation, rate-limited
 8. ``cpu``           pCPU proportional share, SMP efficiency
-9. ``perf``          stall time -> throughput, SLA misses
+9. ``perf``          OOM kills restart; lost and stall time -> throughput, SLA misses
 10. ``sampling``     the host's statistical estimate of each guest's active fraction
 11. ``reward``       the scenario's named reward
 """
@@ -128,7 +128,8 @@ def reset(params: Params, rng: np.random.Generator) -> State:
 
     Every guest starts at ``project_allocation(max_mib)`` (all guests at their maximum, scaled
     down as far as the host cannot hold what they touch at boot: kernel, footprint and page
-    cache) with its balloon at the matching size, its footprint
+    cache) with its balloon at the matching size (none without a driver: ``driver.present:
+    false``), its footprint
     resident as far as it fits (the rest in guest swap), page cache filled from what is left,
     and its free memory never touched (no machine page behind it). If the guests' boot footprint
     does not fit the host, the host has swapped the excess out of them, in proportion.
@@ -143,7 +144,9 @@ def reset(params: Params, rng: np.random.Generator) -> State:
     boot = np.where(mask, np.minimum(params.kernel_mib + d.anon_mib + d.cache_mib,
                                      params.mem_mib), 0.0)  # fmt: skip
     alloc = balloon.project_allocation(params.max_mib, boot, zeros, params)
-    bal = np.clip(params.mem_mib - alloc, 0.0, params.balloon_max_mib)
+    # A guest without a balloon driver boots with no balloon: all its memory is its own.
+    bal = np.where(params.driver_present, np.clip(params.mem_mib - alloc, 0.0,
+                                                  params.balloon_max_mib), 0.0)  # fmt: skip
     usable = params.mem_mib - params.kernel_mib - bal
     anon = np.where(mask, np.minimum(d.anon_mib, usable + params.swap_mib), 0.0)
     anon_res = np.minimum(anon, usable)
@@ -183,6 +186,7 @@ def reset(params: Params, rng: np.random.Generator) -> State:
         oom=np.zeros(shape, dtype=bool),
         alloc_stall_s=zeros.copy(),
         stall_s=zeros.copy(),
+        lost_s=zeros.copy(),
         cpu_alloc=zeros.copy(),
         throughput=np.where(mask, 1.0, 0.0),
         balloon_moved=zeros.copy(),
@@ -224,7 +228,9 @@ def step(
     mem_action, vcpu_action = split_action(action, params)
     uniforms = rng.random((workload.NUM_UNIFORMS + 1, *params.guest_mask.shape))
 
-    process, demand = workload.advance(state, params, uniforms[:-1])
+    process, demand, hot, restart_lost = workload.advance_with_recovery(
+        state, params, uniforms[:-1]
+    )
     alloc, balloon_target, reserved_target = balloon.targets(state, mem_action, vcpu_action, params)
     up, outage_left = balloon.availability(state, params, uniforms[-1])
     host_swap, host_out, mem_state = host.reclaim(state, params)
@@ -245,17 +251,20 @@ def step(
     reserved_vcpus, vcpu_stall_s = balloon.vcpu_reservation(state, reserved_target, up, params)
     c = cpu.schedule(reserved_vcpus, demand.cpu_vcpus, params)
 
-    stall_s = perf.total_stall(g.stall_s, moved.alloc_stall_s, vcpu_stall_s, blocked | g.oom,
-                               params.dt_s)  # fmt: skip
-    oom_scale, leak = perf.restart(g.oom, process["oom_scale"], process["leak"],
-                                   params.oom_restart_frac)  # fmt: skip
-    tp = perf.throughput(c.factor, stall_s, oom_scale, params)
+    stall_s = perf.total_stall(g.stall_s, moved.alloc_stall_s, vcpu_stall_s)
+    restart_left, oom_scale, leak, restart_lost = perf.restart(
+        g.oom, process["restart_left_s"], process["oom_scale"], process["leak"], restart_lost, hot,
+        params.oom_restart_s, params.oom_reload_mib_s, params.dt_s,
+    )  # fmt: skip
+    lost_s = perf.lost_time(blocked, restart_lost, params.dt_s)
+    tp = perf.throughput(c.factor, stall_s, lost_s, params)
     active_fast, active_slow = host.sample_active(state, demand.wss_mib, g.balloon, params, rng)
 
     host_swap_out = row_sum(host_out)
     r, parts = reward.compute(tp, g.oom, perf.sla_misses(tp, params), host_swap_out, params)
 
     process["oom_scale"] = oom_scale
+    process["restart_left_s"] = restart_left
     process["leak"] = leak
     new_state = State(
         t=state.t + 1,
@@ -282,6 +291,7 @@ def step(
         oom=g.oom,
         alloc_stall_s=moved.alloc_stall_s,
         stall_s=stall_s,
+        lost_s=lost_s,
         cpu_alloc=c.alloc,
         throughput=tp,
         balloon_moved=moved.moved,

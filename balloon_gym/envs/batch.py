@@ -284,9 +284,10 @@ class StepInfo(MutableMapping[str, Any]):
     ``penalty``), host memory (``host_free_mib``, ``host_state``, ``consumed_mib`` per guest),
     guest memory per guest (``kernel_mib``, ``anon_resident_mib``, ``anon_swapped_mib``,
     ``cache_mib``, ``free_mib``, ``balloon_mib``, ``mem_mib``, ``host_swapped_mib``), and per guest
-    ``throughput``, ``stall_s``, guest major faults ``fault_pages`` (pages, the sum of
-    ``anon_fault_pages``, hot anonymous pages swapped in, and ``cache_fault_pages``, page cache
-    re-read); ``wss_mib`` is not exposed (it is the hidden truth).
+    ``throughput``, ``stall_s`` (stalls of the time it ran), ``lost_s`` (time it did not run:
+    blocked, or restarting after an OOM kill), guest major faults ``fault_pages`` (pages, the
+    sum of ``anon_fault_pages``, hot anonymous pages swapped in, and ``cache_fault_pages``, page
+    cache re-read); ``wss_mib`` is not exposed (it is the hidden truth).
     """
 
     _GUEST_KEYS = {
@@ -305,6 +306,7 @@ class StepInfo(MutableMapping[str, Any]):
         "fault_pages": "fault_pages",
         "anon_fault_pages": "anon_fault_pages",
         "cache_fault_pages": "cache_fault_pages",
+        "lost_s": "lost_s",
         "oom": "oom",
         "driver_up": "driver_up",
     }

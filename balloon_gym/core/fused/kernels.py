@@ -185,10 +185,12 @@ assert len(GUEST_OBSERVATION) == 15 and len(HOST_FEATURES) == 6  # the unrolled 
 
 @register_jitable(**INNER)
 def workload_(p, s, o, uniforms):
-    """The processes one step on into ``o``; returns this step's ``Demand``.
+    """The processes one step on into ``o``; returns this step's ``Demand`` and each workload's
+    full hot set (MiB ``[G]``).
 
-    ``leak`` and ``oom_scale`` get the values before this step's OOM kills; ``perf_`` resets
-    them where the OOM killer fires, as the reference does. Trace guests replay only when the
+    ``leak``, ``oom_scale``, ``restart_left_s`` and ``lost_s`` (the OOM recovery's lost time)
+    get the values before this step's OOM kills; ``perf_`` restarts the workloads the OOM killer
+    hits and adds the blocked guests' time, as the reference does. Trace guests replay only when the
     batch has a trace bank, as in the reference. Four short loops: the first and the last
     vectorise, which one loop with the sine's and the trace's branches would not.
     """
@@ -196,13 +198,11 @@ def workload_(p, s, o, uniforms):
     shape = (n_envs, n_guests)
     for n in range(n_envs):
         for g in range(n_guests):
-            o.burst_on[n, g], o.phase_level[n, g], o.leak[n, g], o.oom_scale[n, g] = (
-                workload.advance_process(
-                    uniforms[0, n, g], uniforms[1, n, g], uniforms[2, n, g], s.burst_on[n, g],
-                    s.phase_level[n, g], s.leak[n, g], s.oom_scale[n, g], p.burst_p_on[n, g],
-                    p.burst_p_off[n, g], p.burst_mult[n, g], p.phase_p[n, g], p.phase_low[n, g],
-                    p.phase_high[n, g], p.leak_mib[n, g], p.oom_recover_per_step[n, g],
-                )
+            o.burst_on[n, g], o.phase_level[n, g], o.leak[n, g] = workload.advance_process(
+                uniforms[0, n, g], uniforms[1, n, g], uniforms[2, n, g], s.burst_on[n, g],
+                s.phase_level[n, g], s.leak[n, g], p.burst_p_on[n, g], p.burst_p_off[n, g],
+                p.burst_mult[n, g], p.phase_p[n, g], p.phase_low[n, g], p.phase_high[n, g],
+                p.leak_mib[n, g],
             )  # fmt: skip
     anon_base, cpu_want, cache = np.empty(shape), np.empty(shape), np.empty(shape)
     for n in range(n_envs):
@@ -224,14 +224,18 @@ def workload_(p, s, o, uniforms):
             )
     if p.bank_len.size > 0:  # as the reference: no trace bank, no trace guests (6 % faster)
         _trace_demand(p, s, anon_base, cpu_want)
-    anon, wss = np.empty(shape), np.empty(shape)
+    anon, wss, hot = np.empty(shape), np.empty(shape), np.empty(shape)
     for n in range(n_envs):
+        dt = p.dt_s[n, 0]
         for g in range(n_guests):
-            anon[n, g], wss[n, g] = workload.footprint(
-                anon_base[n, g], o.leak[n, g], o.oom_scale[n, g], p.wss_frac[n, g],
-                p.touch_mib[n, g],
-            )  # fmt: skip
-    return Demand(anon, wss, cache, cpu_want)
+            full, hot[n, g] = workload.full_footprint(
+                anon_base[n, g], o.leak[n, g], p.wss_frac[n, g], p.touch_mib[n, g]
+            )
+            o.restart_left_s[n, g], o.oom_scale[n, g], o.lost_s[n, g] = workload.recover(
+                s.restart_left_s[n, g], s.oom_scale[n, g], hot[n, g], p.oom_reload_mib_s[n, g], dt
+            )
+            anon[n, g], wss[n, g] = workload.reloaded(full, hot[n, g], o.oom_scale[n, g])
+    return Demand(anon, wss, cache, cpu_want), hot
 
 
 @register_jitable(**INNER)
@@ -503,21 +507,18 @@ def guest_(p, s, o, m, host_swap_moved, d, blocked):
 
 @register_jitable(**INNER)
 def vcpus_(p, s, o, reserved_target, blocked, cpu_demand):
-    """Reserved vCPUs after the step into ``o``, and the step's stall total (``o.stall_s``
-    holds the guest update's stall on entry); returns the runnable vCPUs."""
+    """Reserved vCPUs after the step into ``o``, and the stall of the time the guests ran
+    (``o.stall_s`` holds the guest update's stall on entry); returns the runnable vCPUs."""
     n_envs, n_guests = p.guest_mask.shape
     runnable = np.empty((n_envs, n_guests))
     for n in range(n_envs):
-        dt = p.dt_s[n, 0]
         for g in range(n_guests):
             reserved, vcpu_stall = balloon.vcpu_step(
                 reserved_target[n, g], s.reserved_vcpus[n, g], o.driver_up[n, g],
                 p.vcpu_change[n, g], p.vcpu_change_cost_s[n, g],
             )  # fmt: skip
             o.reserved_vcpus[n, g] = reserved
-            o.stall_s[n, g] = perf.total_stall(
-                o.stall_s[n, g], o.alloc_stall_s[n, g], vcpu_stall, blocked[n, g] or o.oom[n, g], dt
-            )
+            o.stall_s[n, g] = perf.total_stall(o.stall_s[n, g], o.alloc_stall_s[n, g], vcpu_stall)
             runnable[n, g] = cpu.runnable_vcpus(cpu_demand[n, g], p.vcpus[n, g], reserved,
                                                 p.guest_mask[n, g])  # fmt: skip
     return runnable
@@ -602,21 +603,28 @@ def cpu_(p, o, runnable, cpu_demand):
 
 
 @register_jitable(**INNER)
-def perf_(p, s, o, factor):
-    """The clock, the workload's restart where the OOM killer fired, and the throughput."""
+def perf_(p, s, o, factor, hot, blocked):
+    """The clock, the workload's restart where the OOM killer fired, the time lost, and the
+    throughput."""
     n_envs, n_guests = p.guest_mask.shape
     for n in range(n_envs):
         o.t[n] = s.t[n] + 1
+        dt = p.dt_s[n, 0]
         for g in range(n_guests):
             if o.oom[n, g]:  # rare: a branch, not a store to every guest
-                o.oom_scale[n, g], o.leak[n, g] = perf.restart(
-                    True, o.oom_scale[n, g], o.leak[n, g], p.oom_restart_frac[n, g]
-                )
+                o.restart_left_s[n, g], o.oom_scale[n, g], o.leak[n, g], o.lost_s[n, g] = (
+                    perf.restart(
+                        True, o.restart_left_s[n, g], o.oom_scale[n, g], o.leak[n, g],
+                        o.lost_s[n, g], hot[n, g], p.oom_restart_s[n, g],
+                        p.oom_reload_mib_s[n, g], dt,
+                    )
+                )  # fmt: skip
     for n in range(n_envs):
         dt = p.dt_s[n, 0]
         for g in range(n_guests):
+            o.lost_s[n, g] = perf.lost_time(blocked[n, g], o.lost_s[n, g], dt)
             o.throughput[n, g] = perf.guest_throughput(
-                factor[n, g], o.stall_s[n, g], o.oom_scale[n, g], dt, p.guest_mask[n, g]
+                factor[n, g], o.stall_s[n, g], o.lost_s[n, g], dt, p.guest_mask[n, g]
             )
 
 
@@ -736,7 +744,7 @@ def step_kernel(p_fields, s_fields, o_fields, action, uniforms, normals, out, ob
     """
     p, s, o = KParams(*p_fields), KState(*s_fields), KState(*o_fields)
     _tick(ticks, -1)
-    d = workload_(p, s, o, uniforms)
+    d, hot = workload_(p, s, o, uniforms)
     _tick(ticks, 0)
     reserved_target = targets_(p, s, o, action)
     _tick(ticks, 1)
@@ -752,7 +760,7 @@ def step_kernel(p_fields, s_fields, o_fields, action, uniforms, normals, out, ob
     _tick(ticks, 6)
     factor = cpu_(p, o, runnable, d.cpu_vcpus)
     _tick(ticks, 7)
-    perf_(p, s, o, factor)
+    perf_(p, s, o, factor, hot, blocked)
     _tick(ticks, 8)
     sampling_(p, s, o, d.wss_mib, normals)
     _tick(ticks, 9)
