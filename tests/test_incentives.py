@@ -276,13 +276,17 @@ FORCE_EVERY = 30
 """The forcing policy pushes guest 0 to its minimum for one step every 5 minutes."""
 
 
-def _with_killable_guest(cfg):
-    """``cfg`` with its first guest given a naive driver that may balloon 95 % of it and 1 GiB
-    of guest swap: pushed to its minimum, the driver asks more than the guest can give, its swap
-    fills and the OOM killer fires. The same scenario for the forcing and the plain policy."""
+def _with_killable_guest(cfg, swap_mib: float | None):
+    """``cfg`` with its first guest given a naive driver that may balloon 95 % of it (and
+    ``swap_mib`` of guest swap, if given): pushed to its minimum, the driver asks more than the
+    guest can give, its swap fills and the OOM killer fires. The same scenario for the forcing
+    and the plain policy."""
     g0 = cfg.guests[0]
     driver = g0.driver.model_copy(update={"rate_adaptive": False, "max_balloon_frac": 0.95})
-    one = g0.model_copy(update={"count": 1, "driver": driver, "swap_mib": 1024.0})
+    update = {"count": 1, "driver": driver}
+    if swap_mib is not None:
+        update["swap_mib"] = swap_mib
+    one = g0.model_copy(update=update)
     rest = [g0.model_copy(update={"count": g0.count - 1})] if g0.count > 1 else []
     return cfg.model_copy(update={"guests": (one, *rest, *cfg.guests[1:])})
 
@@ -309,21 +313,26 @@ def _episode(params, force: bool, seed: int):
 @pytest.mark.parametrize("name", list_scenarios())
 def test_finding_1_forcing_oom_kills_never_scores_higher(name):
     """Everything else equal (scenario, seed, the other guests' actions), a policy that forces
-    OOM kills of guest 0 scores lower wherever it caused more of them. Hosts where guest 0 was
-    killed in over a tenth of the plain run's steps are left out: each kill stops it for a few
-    steps, so its workload was restarting much of the time anyway and a kill more takes little
-    work from it (trace-replay draws such VMs; there the score moves by ~1e-4 either way)."""
-    params = repeat_params(params_from_scenario(_with_killable_guest(load_scenario(name))), 3)
+    OOM kills of guest 0 scores lower wherever it caused more of them.
+
+    Guest 0 keeps the scenario's guest swap, and also gets only 1 GiB of it (so that pushing it
+    to its minimum kills it in every scenario). Hosts where guest 0 was killed in over a tenth
+    of the plain run's steps are left out: each kill stops it for a few steps, so its workload
+    was restarting much of the time anyway and a kill more takes little work from it
+    (trace-replay draws such VMs; there the score moves by ~1e-4 either way).
+    """
     compared = 0
-    for seed in (0, 1):
-        plain_score, plain_kills, steps = _episode(params, False, seed)
-        forced_score, forced_kills, _ = _episode(params, True, seed)
-        assert (forced_kills >= plain_kills).all(), (seed, forced_kills, plain_kills)
-        more = (forced_kills > plain_kills) & (plain_kills <= steps / 10)
-        assert (forced_score[more] < plain_score[more]).all(), (
-            seed, forced_kills, plain_kills, forced_score, plain_score,
-        )  # fmt: skip
-        compared += int(more.sum())
+    for swap_mib in (None, 1024.0):
+        cfg = _with_killable_guest(load_scenario(name), swap_mib)
+        params = repeat_params(params_from_scenario(cfg), 3)
+        for seed in (0, 1):
+            plain_score, plain_kills, steps = _episode(params, False, seed)
+            forced_score, forced_kills, _ = _episode(params, True, seed)
+            more = (forced_kills > plain_kills) & (plain_kills <= steps / 10)
+            assert (forced_score[more] < plain_score[more]).all(), (
+                swap_mib, seed, forced_kills, plain_kills, forced_score, plain_score,
+            )  # fmt: skip
+            compared += int(more.sum())
     assert compared >= 2, "the forcing killed too rarely to test anything"
 
 
