@@ -1,6 +1,6 @@
 """Evaluate schedulers on BalloonBench: a thin wrapper over :mod:`balloon_gym.evaluation`.
 
-    python evaluate.py --out results/balloonbench-v0
+    python evaluate.py --out results/balloonbench-v1
     python evaluate.py --agents esx_idle_tax,proportional_share --scenarios idle-tax,diurnal \
         --seeds 10 --out runs/eval-esx
 

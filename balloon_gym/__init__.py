@@ -1,7 +1,7 @@
 """balloon-gym: reinforcement learning for memory and CPU overcommitment.
 
 ``import balloon_gym`` registers every shipped scenario with Gymnasium as
-``BalloonGym/<CamelCase>-v0`` (e.g. ``gymnasium.make("BalloonGym/IdleTax-v0")``). Importing the
+``BalloonGym/<CamelCase>-v1`` (e.g. ``gymnasium.make("BalloonGym/IdleTax-v1")``). Importing the
 simulator core alone (``balloon_gym.core``) loads neither Gymnasium nor the adapters: the
 environment classes are imported when first used, and the ids are registered once Gymnasium is
 imported (:mod:`balloon_gym.registration`).
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from balloon_gym.config import ConfigError, ScenarioConfig
 from balloon_gym.registration import register_envs, register_when_gymnasium_loads, shipped_env_ids
-from balloon_gym.scenarios import BALLOONBENCH_V0, env_id, list_scenarios, load_scenario
+from balloon_gym.scenarios import BALLOONBENCH_V1, env_id, list_scenarios, load_scenario
 
 if TYPE_CHECKING:
     from balloon_gym.envs import BalloonEnv, BalloonVectorEnv
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BALLOONBENCH_V0",
+    "BALLOONBENCH_V1",
     "ENV_IDS",
     "BalloonEnv",
     "BalloonVectorEnv",

@@ -44,7 +44,7 @@ from balloon_gym.evaluation import (
     write_results_csv,
 )
 from balloon_gym.leaderboard import write_leaderboard
-from balloon_gym.scenarios import BALLOONBENCH_V0, ENV_VERSION, load_scenario
+from balloon_gym.scenarios import BALLOONBENCH_V1, ENV_VERSION, load_scenario
 
 MANIFEST = "run.json"
 """File in the output directory listing the files a run wrote (and its command and config)."""
@@ -134,9 +134,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(BALLOONBENCH_V0),
+        default=",".join(BALLOONBENCH_V1),
         help="comma-separated scenario names or YAML paths (default: the BalloonBench v0 "
-        f"suite: {','.join(BALLOONBENCH_V0)})",
+        f"suite: {','.join(BALLOONBENCH_V1)})",
     )
     parser.add_argument(
         "--seeds",

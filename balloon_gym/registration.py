@@ -1,6 +1,6 @@
 """Registration of every shipped scenario with Gymnasium, without importing the adapters.
 
-``import balloon_gym`` must make ``gymnasium.make("BalloonGym/IdleTax-v0")`` work, yet importing
+``import balloon_gym`` must make ``gymnasium.make("BalloonGym/IdleTax-v1")`` work, yet importing
 the simulator core (``balloon_gym.core``, which runs ``balloon_gym/__init__.py`` first) must not
 load Gymnasium or the adapters. So the ids are registered with string entry points, and only
 once Gymnasium is imported: at once if it already is, otherwise right after the first

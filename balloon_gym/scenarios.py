@@ -1,7 +1,7 @@
 """Scenarios: the YAML files shipped in ``configs/scenarios/`` and the BalloonBench suite.
 
 A scenario is named by its file name (``idle-tax``) and registered with Gymnasium as
-``BalloonGym/<CamelCase>-v0`` (``BalloonGym/IdleTax-v0``). Users can also pass a path to their own
+``BalloonGym/<CamelCase>-v1`` (``BalloonGym/IdleTax-v1``). Users can also pass a path to their own
 YAML file, or a :class:`~balloon_gym.config.ScenarioConfig`.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from balloon_gym.config import ConfigError, ConfigTypeError, ScenarioConfig, load_scenario_file
 
-#: The v0 BalloonBench suite (DESIGN 5), in leaderboard order.
-BALLOONBENCH_V0: tuple[str, ...] = (
+#: The BalloonBench v1 suite, in leaderboard order.
+BALLOONBENCH_V1: tuple[str, ...] = (
     "idle-tax",
     "steady-overcommit",
     "diurnal",
@@ -27,7 +27,7 @@ BALLOONBENCH_V0: tuple[str, ...] = (
     "large",
 )
 
-ENV_VERSION = 0
+ENV_VERSION = 1
 """Version suffix of every registered id; bumped whenever the model's numbers change."""
 
 
@@ -41,7 +41,7 @@ def list_scenarios() -> list[str]:
 
 
 def env_id(name: str) -> str:
-    """Gymnasium id of a scenario name: ``idle-tax`` -> ``BalloonGym/IdleTax-v0``."""
+    """Gymnasium id of a scenario name: ``idle-tax`` -> ``BalloonGym/IdleTax-v1``."""
     camel = "".join(part.capitalize() for part in name.split("-"))
     return f"BalloonGym/{camel}-v{ENV_VERSION}"
 

@@ -37,7 +37,7 @@ import numpy as np
 from balloon_gym import stats
 from balloon_gym.agents import CLASSIC_AGENTS
 from balloon_gym.evaluation import read_results_csv
-from balloon_gym.scenarios import BALLOONBENCH_V0
+from balloon_gym.scenarios import BALLOONBENCH_V1
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOCK = threading.Lock()
@@ -46,7 +46,7 @@ _LOCK = threading.Lock()
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenarios", default=",".join(BALLOONBENCH_V0))
+    p.add_argument("--scenarios", default=",".join(BALLOONBENCH_V1))
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1")
     p.add_argument("--timesteps", type=int, default=150_000, help="per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from balloon_gym import BALLOONBENCH_V0, BalloonVectorEnv
+from balloon_gym import BALLOONBENCH_V1, BalloonVectorEnv
 from balloon_gym.agents import (
     AGENTS,
     CLASSIC_AGENTS,
@@ -38,7 +38,7 @@ def _env(scenario: str, num_envs: int = 3, steps: int | None = 5) -> BalloonVect
 def bench() -> dict[tuple[str, str], float]:
     """Mean score of every agent on every scenario, 3 seeds x 120 steps (about 8 s)."""
     scores = {}
-    for scenario in BALLOONBENCH_V0:
+    for scenario in BALLOONBENCH_V1:
         for name in AGENTS:
             result = run_batch(lambda env, n=name: make_agent(n, env), scenario, SEEDS, STEPS)
             scores[(scenario, name)] = float(result.metrics["score"].mean())
@@ -48,7 +48,7 @@ def bench() -> dict[tuple[str, str], float]:
 # --- interface ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", BALLOONBENCH_V0)
+@pytest.mark.parametrize("scenario", BALLOONBENCH_V1)
 def test_actions_in_space_for_every_agent(scenario: str) -> None:
     env = _env(scenario)
     for name in AGENTS:
@@ -200,7 +200,7 @@ def test_clairvoyant_peek_sees_the_next_step_exactly_and_leaves_the_env_alone() 
 
 @pytest.mark.slow
 def test_clairvoyant_is_the_top_on_every_scenario(bench: dict) -> None:
-    for scenario in BALLOONBENCH_V0:
+    for scenario in BALLOONBENCH_V1:
         top = bench[(scenario, "clairvoyant")]
         for name in AGENTS:
             assert top >= bench[(scenario, name)] - TOLERANCE, (scenario, name, top)
@@ -214,7 +214,7 @@ def test_esx_idle_tax_beats_proportional_share_on_idle_tax(bench: dict) -> None:
 @pytest.mark.slow
 def test_random_is_beaten_by_every_rule_on_average(bench: dict) -> None:
     def mean(name: str) -> float:
-        return float(np.mean([bench[(s, name)] for s in BALLOONBENCH_V0]))
+        return float(np.mean([bench[(s, name)] for s in BALLOONBENCH_V1]))
 
     for name in CLASSIC_AGENTS:
         assert mean(name) > mean("random"), name

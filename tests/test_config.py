@@ -246,8 +246,8 @@ def test_shipped_scenarios_are_found():
 
 
 def test_balloonbench_names_only_shipped_scenarios():
-    assert len(set(balloon_gym.BALLOONBENCH_V0)) == len(balloon_gym.BALLOONBENCH_V0)
-    assert set(balloon_gym.BALLOONBENCH_V0) <= set(list_scenarios())
+    assert len(set(balloon_gym.BALLOONBENCH_V1)) == len(balloon_gym.BALLOONBENCH_V1)
+    assert set(balloon_gym.BALLOONBENCH_V1) <= set(list_scenarios())
 
 
 # --- frozen configs and kind defaults ----------------------------------------------------------

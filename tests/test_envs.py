@@ -93,11 +93,11 @@ def test_sb3_env_checker_passes_without_warnings(eid):
 
 def test_every_shipped_scenario_is_registered_under_its_camel_case_id():
     assert [env_id(name) for name in SCENARIOS] == balloon_gym.ENV_IDS
-    assert env_id("idle-tax") == "BalloonGym/IdleTax-v0"
-    assert env_id("cpu-contention") == "BalloonGym/CpuContention-v0"
+    assert env_id("idle-tax") == "BalloonGym/IdleTax-v1"
+    assert env_id("cpu-contention") == "BalloonGym/CpuContention-v1"
     for name, eid in zip(SCENARIOS, balloon_gym.ENV_IDS, strict=True):
-        assert re.fullmatch(r"BalloonGym/([A-Z][a-z0-9]*)+-v0", eid), eid
-        assert eid.removeprefix("BalloonGym/").removesuffix("-v0").lower() == name.replace("-", "")
+        assert re.fullmatch(r"BalloonGym/([A-Z][a-z0-9]*)+-v1", eid), eid
+        assert eid.removeprefix("BalloonGym/").removesuffix("-v1").lower() == name.replace("-", "")
 
 
 @pytest.mark.parametrize("eid", balloon_gym.ENV_IDS)
@@ -432,7 +432,7 @@ def test_step_before_reset_raises_a_clear_error(make):
 
 
 def test_made_env_step_before_reset_raises_reset_needed():
-    env = gymnasium.make("BalloonGym/IdleTax-v0")
+    env = gymnasium.make("BalloonGym/IdleTax-v1")
     with pytest.raises(gymnasium.error.ResetNeeded):
         env.step(env.action_space.sample())
 
@@ -442,7 +442,7 @@ def test_made_env_step_before_reset_raises_reset_needed():
     [
         lambda: BalloonEnv("no-such-scenario"),
         lambda: BalloonVectorEnv(num_envs=2, scenario=["idle-tax", "no-such-scenario"]),
-        lambda: gymnasium.make("BalloonGym/IdleTax-v0", scenario="no-such-scenario"),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v1", scenario="no-such-scenario"),
     ],
     ids=["single", "vector", "make"],
 )
@@ -723,19 +723,19 @@ BAD_ARGUMENTS = {
         "NEXT_STEP",
     ),
     "make-scenario-none": (
-        lambda: gymnasium.make("BalloonGym/IdleTax-v0", scenario=None),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v1", scenario=None),
         ConfigTypeError,
         "scenario must be",
     ),
     "make-vec-num-envs-float": (
         lambda: gymnasium.make_vec(
-            "BalloonGym/IdleTax-v0", num_envs=2.0, vectorization_mode="vector_entry_point"
+            "BalloonGym/IdleTax-v1", num_envs=2.0, vectorization_mode="vector_entry_point"
         ),
         ConfigTypeError,
         "num_envs",
     ),
     "make-backend": (
-        lambda: gymnasium.make("BalloonGym/IdleTax-v0", backend="x"),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v1", backend="x"),
         ConfigError,
         "backend",
     ),
@@ -970,10 +970,16 @@ def test_vector_env_observations_are_owned_by_the_caller(backend, mode):
     [
         lambda: BalloonEnv(foo=1),
         lambda: BalloonVectorEnv(2, foo=1),
-        lambda: gymnasium.make("BalloonGym/IdleTax-v0", foo=1),
+        lambda: gymnasium.make("BalloonGym/IdleTax-v1", foo=1),
     ],
     ids=["single", "vector", "make"],
 )
 def test_an_unknown_keyword_argument_raises_type_error_naming_it(make):
     with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
         make()
+
+
+def test_v0_ids_point_to_v1():
+    """The v0 model is gone: its ids fail with Gymnasium's message naming the v1 id."""
+    with pytest.raises(gymnasium.error.DeprecatedEnv, match="BalloonGym/IdleTax-v1"):
+        gymnasium.make("BalloonGym/IdleTax-v0")

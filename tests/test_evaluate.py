@@ -440,7 +440,7 @@ def _narrow_policy(directory: Path) -> str:
         device="cpu",
         policy_kwargs={"net_arch": [8]},
     )
-    meta = {"residual": None, "env_version": "v0", "package_version": "test"}
+    meta = {"residual": None, "env_version": "v1", "package_version": "test"}
     meta |= {"max_guests": int(model.action_space.shape[0]) // 2, "scenarios": ["idle-tax"]}
     save_export(directory, *make_export(model, None, 10.0, 1e-8, meta))
     return f"ppo:{directory}"

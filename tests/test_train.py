@@ -72,7 +72,7 @@ def test_train_writes_model_stats_export_config_and_command(
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["num_timesteps"] >= 128
     assert "train.py" in run["commands"][0] and "--timesteps 128" in run["commands"][0]
-    assert run["package_version"] and run["env_version"] == "v0"
+    assert run["package_version"] and run["env_version"] == "v1"
     assert "git_commit" in run and run["hostname"] == socket.gethostname()
     manifest = json.loads((out / "checkpoint" / "manifest.json").read_text())
     assert set(manifest["sha256"]) == {"model.zip", "vecnormalize.pkl", "policy.json", "policy.pth"}

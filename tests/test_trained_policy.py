@@ -19,7 +19,7 @@ from balloon_gym.envs.sb3 import BalloonSB3VecEnv
 from balloon_gym.evaluation import run_batch
 from balloon_gym.training.policy import SPEC_FILE, WEIGHTS_FILE, make_export, save_export
 
-META = {"residual": None, "env_version": "v0", "package_version": "test"}
+META = {"residual": None, "env_version": "v1", "package_version": "test"}
 
 
 def _export(model, venv: VecNormalize | None, directory: Path, **meta) -> Path:

@@ -1,5 +1,5 @@
 """Gymnasium and stable-baselines3 adapters over the core, and the registration of every
-shipped scenario as ``BalloonGym/<CamelCase>-v0``."""
+shipped scenario as ``BalloonGym/<CamelCase>-v1``."""
 
 from __future__ import annotations
 

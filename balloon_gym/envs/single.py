@@ -116,7 +116,7 @@ class BalloonEnv(gym.Env):
 
     ## Arguments
 
-    ``gymnasium.make("BalloonGym/IdleTax-v0", render_mode=None, max_episode_steps=None)``, or
+    ``gymnasium.make("BalloonGym/IdleTax-v1", render_mode=None, max_episode_steps=None)``, or
     ``BalloonEnv(scenario=..., max_guests=None, render_mode=None, max_episode_steps=None)``:
     ``scenario`` is a shipped name, a path to a YAML file or a ``ScenarioConfig``; ``max_guests``
     pads the guest slots (to share a policy across scenarios); ``render_mode="ansi"`` returns a
