@@ -15,7 +15,8 @@ Rule, per step and host (all vectorised):
    cycle, leak, recovery after an OOM) are exact; random events not yet drawn (burst starts
    and ends, phase changes) are assumed not to happen.
 2. Memory in three tiers, each shared by shares only when the host cannot hold the tier:
-   **need** ``kernel + max(W, A - swap) + margin`` (hot set resident, footprint fits with swap:
+   **need** ``kernel + max(W + Ch, A - swap) + margin`` (hot anon ``W`` and hot page cache
+   ``Ch = cache_hot_frac * C`` resident, footprint fits with swap:
    no major faults, no OOM), **want** ``kernel + A + C + margin`` (no swapping, full cache),
    then the rest of the capacity by shares up to ``max_mib`` (head room for bursts). Tiers are
    clamped to ``[min_mib, max_mib]``; a guest whose driver is out keeps what it has. The sum
@@ -203,7 +204,8 @@ def desired_targets(state: State, params: Params, d: Demand, margin_mib: float) 
     lo = _floor_mib(params)
     hi = params.max_mib
     fits = params.kernel_mib + d.anon_mib - params.swap_mib + margin_mib  # below: OOM kill
-    hot = params.kernel_mib + d.wss_mib + margin_mib  # below: major faults every step
+    # below: major faults every step (hot anon swapped in, hot page cache re-read)
+    hot = params.kernel_mib + d.wss_mib + params.cache_hot_frac * d.cache_mib + margin_mib
     raw_want = params.kernel_mib + d.anon_mib + d.cache_mib + margin_mib
     fits, hot = np.clip(fits, lo, hi), np.clip(hot, lo, hi)
     want = np.clip(raw_want, np.maximum(fits, hot), hi)

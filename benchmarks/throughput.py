@@ -759,7 +759,9 @@ def _med(values: Sequence[float] | None) -> float:
 
 def _spread(values: Sequence[float] | None) -> float:
     """(max - min) / median of ``values``, percent; NaN for no values."""
-    return (max(values) - min(values)) / statistics.median(values) * 100.0 if values else NAN
+    if not values or statistics.median(values) == 0.0:
+        return NAN  # no samples, or a sub-step too short to time
+    return (max(values) - min(values)) / statistics.median(values) * 100.0
 
 
 def _status(value: float, ok: bool) -> str:

@@ -480,7 +480,8 @@ def test_interrupted_run_exports_a_usable_policy(tmp_path: Path, sig: signal.Sig
 
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "--no-progress", "--eval-seeds", "0"]
-    hp = [*TINY, "eval_freq=0", "checkpoint_freq=128"]
+    replaced = ("eval_freq=", "checkpoint_freq=")
+    hp = [*(a for a in TINY if not a.startswith(replaced)), "eval_freq=0", "checkpoint_freq=128"]
     proc = subprocess.Popen(
         [*cmd, "--timesteps", "10000000", "--out", str(out), *hp],
         cwd=tmp_path,
