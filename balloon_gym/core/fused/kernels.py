@@ -269,34 +269,47 @@ def _clip_action(a):
 
 
 @register_jitable(**INNER)
-def _project_row(n, alloc, p, s, span, cap, ratio, order):
-    """Project host ``n``'s allocations (``balloon.project_allocation``) in place: the part
-    above ``min_mib`` scaled as far as the guests' claims on machine memory, bounded by their
-    targets, exceed ``host_target_mib`` (the loop form of ``rows.water_level``).
-    ``span``, ``cap``, ``ratio``, ``order``: scratch ``[G]``."""
-    n_guests = alloc.shape[1]
-    base_sum, cap_sum = 0.0, 0.0
-    for g in range(n_guests):
-        used = state.consumed(p.mem_mib[n, g], s.untouched[n, g], s.balloon[n, g],
-                              s.host_swap[n, g], p.guest_mask[n, g])  # fmt: skip
-        base, span[g], cap[g] = balloon.projection_parts(
-            alloc[n, g], p.min_mib[n, g], p.mem_mib[n, g], used, s.host_swap[n, g],
-            p.guest_mask[n, g],
-        )  # fmt: skip
-        base_sum += base
-        cap_sum += cap[g]
-    room = p.host_target_mib[n, 0] - base_sum
+def _project_row(alloc_row, min_row, span, cap, base_sum, cap_sum, room_total, saturated):
+    """Project one host's allocations (``balloon.project_allocation``) in place, from its
+    guests' projection terms (``balloon.projection_parts``: ``span``, ``cap`` and the sums):
+    the part above ``min_mib`` scaled as far as the claims on machine memory, bounded by the
+    targets, exceed ``room_total`` (``host_target_mib``). Takes rows, not ``Params``/``State``:
+    passed whole to a function LLVM does not inline, those two cost ~400 ns a host to copy."""
+    room = room_total - base_sum
     if cap_sum <= room:  # the host is not short: the targets stay as asked
-        for g in range(n_guests):
-            alloc[n, g] = p.min_mib[n, g] + span[g]
+        for g in range(alloc_row.size):
+            alloc_row[g] = min_row[g] + span[g]
         return
-    for g in range(n_guests):
-        ratio[g] = cap[g] / max(span[g], cpu._EPS)
-    _sorted_order(ratio, order)
-    level = _water_level(cap, span, ratio, order, room)
+    level = _level_without_sort(cap, span, room, saturated)
     scale = balloon.projection_scale(room, cap_sum, level)
+    for g in range(alloc_row.size):
+        alloc_row[g] = min_row[g] + span[g] * scale
+
+
+@register_jitable(**INNER)
+def _level_without_sort(cap, span, room, saturated):
+    """``level`` with ``sum(min(span * level, cap)) == room`` (inf if every cap fits);
+    ``saturated``: scratch ``[G]`` int, 1 where a guest is held at its cap."""
+    n_guests = span.size
     for g in range(n_guests):
-        alloc[n, g] = p.min_mib[n, g] + span[g] * scale
+        saturated[g] = 0
+    while True:
+        cap_sat, span_free = 0.0, 0.0
+        for g in range(n_guests):
+            if saturated[g]:
+                cap_sat += cap[g]
+            else:
+                span_free += span[g]
+        if span_free <= cpu._EPS:
+            return np.inf
+        level = (room - cap_sat) / span_free
+        grew = False
+        for g in range(n_guests):
+            if not saturated[g] and span[g] * level >= cap[g]:
+                saturated[g] = 1
+                grew = True
+        if not grew:
+            return level
 
 
 @register_jitable(**INNER)
@@ -304,18 +317,28 @@ def targets_(p, s, o, action):
     """Allocation and balloon targets into ``o``; returns the reserved-vCPU targets."""
     n_envs, n_guests = p.guest_mask.shape
     reserved_target = np.empty((n_envs, n_guests))
-    span, cap, ratio = np.empty(n_guests), np.empty(n_guests), np.empty(n_guests)
-    order = np.empty(n_guests, np.int64)
+    span, cap = np.empty(n_guests), np.empty(n_guests)
+    saturated = np.empty(n_guests, np.int64)
     for n in range(n_envs):
         delta_mode, delta_frac = p.delta_mode[n, 0], p.delta_frac[n, 0]
+        base_sum, cap_sum = 0.0, 0.0
         for g in range(n_guests):
-            o.alloc_target[n, g] = balloon.alloc_request(
+            want = balloon.alloc_request(
                 _clip_action(action[n, g]), s.alloc_target[n, g], delta_mode, delta_frac,
                 p.min_mib[n, g], p.max_mib[n, g],
             )  # fmt: skip
             b = _clip_action(action[n, n_guests + g])
             reserved_target[n, g] = balloon.reserved_request(b, p.vcpus[n, g])
-        _project_row(n, o.alloc_target, p, s, span, cap, ratio, order)
+            used = state.consumed(p.mem_mib[n, g], s.untouched[n, g], s.balloon[n, g],
+                                  s.host_swap[n, g], p.guest_mask[n, g])  # fmt: skip
+            base, span[g], cap[g] = balloon.projection_parts(
+                want, p.min_mib[n, g], p.mem_mib[n, g], used, s.host_swap[n, g],
+                p.guest_mask[n, g],
+            )  # fmt: skip
+            base_sum += base
+            cap_sum += cap[g]
+        _project_row(o.alloc_target[n], p.min_mib[n], span, cap, base_sum, cap_sum,
+                     p.host_target_mib[n, 0], saturated)  # fmt: skip
         for g in range(n_guests):
             o.balloon_target[n, g] = balloon.balloon_size(
                 p.mem_mib[n, g], o.alloc_target[n, g], p.balloon_max_mib[n, g]
