@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from balloon_gym.agents import EsxIdleTax
+from balloon_gym.agents import CLASSIC_AGENTS, EsxIdleTax, make_agent
 from balloon_gym.config import parse_scenario
 from balloon_gym.core import observe, params_from_scenario, repeat_params, reset, step
 from balloon_gym.envs.vector import BalloonVectorEnv
@@ -72,9 +72,10 @@ def test_finding_2_cold_anon_goes_to_guest_swap_to_keep_hot_cache():
 
 def _lru_run(scenario: str, num_seeds: int = 3) -> dict[str, float]:
     """An episode of ``esx_idle_tax`` per seed: the share of guest-steps whose hot page cache
-    (half the cache wanted) is missing while cold anonymous pages are resident, guest swap has
-    room and the swap-out rate was not used up (the defect of finding 2); the cache re-reads'
-    share of all guest faults; and the anon + cache split of the faults over their total."""
+    (``cache_hot_frac`` of the cache wanted) is missing while cold anonymous pages are
+    resident, guest swap has room and the swap-out rate was not used up (the defect of finding
+    2); the cache re-reads' share of all guest faults; and the anon + cache split of the faults
+    over their total."""
     env = BalloonVectorEnv(num_envs=num_seeds, scenario=scenario)
     obs, _ = env.reset(seed=int(evaluation_seeds(num_seeds)[0]))
     agent = EsxIdleTax(env.batch.params.max_guests)
@@ -87,7 +88,7 @@ def _lru_run(scenario: str, num_seeds: int = 3) -> dict[str, float]:
         obs, _, _, _, info = env.step(np.asarray(action))
         s = env.batch.state
         d = true_demand(s, p)
-        lack = (s.cache < 0.5 * d.cache_mib - 1.0) & (s.anon_res > d.wss_mib + 1.0)
+        lack = (s.cache < p.cache_hot_frac * d.cache_mib - 1.0) & (s.anon_res > d.wss_mib + 1.0)
         lack &= (p.swap_mib - s.anon_swap - s.balloon_swap > 1.0) & (
             s.swap_out < p.swap_out_mib - 1.0
         )
@@ -368,3 +369,37 @@ def test_finding_5_a_guest_without_a_driver_never_has_a_balloon():
     for _ in range(int(params.episode_steps[0, 0])):
         s, _ = step(s, rng.uniform(-1, 1, (4, 2 * params.max_guests)), params, rng)
         assert (s.balloon[:, 0] == 0.0).all()
+
+
+# --- rate adaptation (seed claim 8) decides slow-reclaim ---------------------------------------
+
+
+def _all_drivers(cfg, rate_adaptive: bool):
+    """``cfg`` with every guest's balloon driver rate-adaptive or naive, nothing else changed."""
+    guests = tuple(
+        g.model_copy(
+            update={"driver": g.driver.model_copy(update={"rate_adaptive": rate_adaptive})}
+        )
+        for g in cfg.guests
+    )
+    return cfg.model_copy(update={"guests": guests})
+
+
+def test_rate_adaptation_decides_slow_reclaim():
+    """On slow-reclaim every classic scheduler scores higher when every guest's driver adapts
+    its rate to what the guest can give than when every driver asks at full speed (the fast
+    version of ``benchmarks/rate_adaptation.py``; its 20-seed table is in
+    ``docs/rate-adaptation.md``). Same seeds, same workload draws: only the drivers differ."""
+    cfg = load_scenario("slow-reclaim")
+    seeds = list(evaluation_seeds(4))
+    for agent in CLASSIC_AGENTS:
+        score = {}
+        for adaptive in (True, False):
+            res = run_batch(
+                lambda env, a=agent: make_agent(a, env), _all_drivers(cfg, adaptive), seeds
+            )
+            score[adaptive] = np.asarray(res.metrics["score"])
+            stall = np.asarray(res.metrics["alloc_stall_s"])
+            # Only a naive driver asks in vain (a rate-adaptive one never stalls its guest).
+            assert (stall.sum() > 0) != adaptive, (agent, adaptive, stall)
+        assert score[True].mean() > score[False].mean(), (agent, score)
