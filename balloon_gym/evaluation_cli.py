@@ -135,7 +135,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--scenarios",
         default=",".join(BALLOONBENCH_V1),
-        help="comma-separated scenario names or YAML paths (default: the BalloonBench v0 "
+        help="comma-separated scenario names or YAML paths (default: the BalloonBench v1 "
         f"suite: {','.join(BALLOONBENCH_V1)})",
     )
     parser.add_argument(

@@ -30,6 +30,10 @@ import numpy as np
 
 from balloon_gym import stats
 from balloon_gym.agents import CLASSIC_AGENTS
+from balloon_gym.scenarios import ENV_VERSION
+
+ENV_TAG = f"v{ENV_VERSION}"
+"""The environment version a leaderboard made by this package scores."""
 
 LOW_AGENT, HIGH_AGENT = "proportional_share", "clairvoyant"
 _SIDE = ("ooms", "host_swap_gib", "sla_misses", "fairness", "balloon_churn_gib")
@@ -287,7 +291,7 @@ def render_markdown(board: Leaderboard, meta: dict[str, Any], timelines: Sequenc
     split = str(meta.get("trace_split", "heldout"))
     length = f"{steps} steps" if steps else "each scenario's own"
     lines = [
-        "# BalloonBench v0 leaderboard",
+        f"# BalloonBench {meta.get('env_version', '')} leaderboard".replace("  ", " "),
         "",
         f"Command: `{meta.get('command', '')}`  ",
         f"Seeds: {seeds[0]}..{seeds[-1]} ({len(seeds)} per scenario; the seed set is the "
@@ -393,7 +397,9 @@ def plot_scores(board: Leaderboard, path: str | Path) -> None:
     _point_ranges(ax, board.agents, [board.aggregate[a].iqm for a in board.agents])
     what = "normalised score" if board.normalised else "raw score"
     ax.set_xlabel(f"IQM {what} (95 % stratified bootstrap CI)")
-    ax.set_title(f"BalloonBench v0, {len(board.scenarios)} scenarios x {len(board.seeds)} seeds")
+    ax.set_title(
+        f"BalloonBench {ENV_TAG}, {len(board.scenarios)} scenarios x {len(board.seeds)} seeds"
+    )
     fig.savefig(path, dpi=100)
 
 
