@@ -37,7 +37,7 @@ import numpy as np
 from balloon_gym import stats
 from balloon_gym.agents import CLASSIC_AGENTS
 from balloon_gym.evaluation import read_results_csv
-from balloon_gym.scenarios import BALLOONBENCH_V1
+from balloon_gym.scenarios import BALLOONBENCH_V1, ENV_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOCK = threading.Lock()
@@ -301,7 +301,7 @@ def write_report(args: argparse.Namespace, state: dict, command: str) -> None:
     env_share = summary["mean_env_share_of_training_time"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     lines = [
-        f"# {a.upper()} vs the best classic baseline (BalloonBench v0, held-out seeds)",
+        f"# {a.upper()} vs the best classic baseline (BalloonBench v{ENV_VERSION}, held-out seeds)",
         "",
         f"Command: `{command}`  ",
         f"Budget: {state['budget']['timesteps']} timesteps per run, {args.seeds} training "
