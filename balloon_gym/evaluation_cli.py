@@ -259,41 +259,29 @@ def _check_agents(agents: list[str]) -> str | None:
 
 def _check_scenario(name: str, trace_split: str) -> tuple[str | None, str | None]:
     """``(scenario name, None)`` if ``name`` loads and its traces are usable, else
-    ``(None, error message)``: the trace bank of every ``trace_source`` is loaded now."""
+    ``(None, error message)``: the trace bank of every ``trace_source`` is loaded now
+    (:func:`balloon_gym.core.tracebank.check_source`), and the env's parameters are built."""
     from balloon_gym.core.params import params_from_scenario
-    from balloon_gym.core.tracebank import load_bank
+    from balloon_gym.core.tracebank import check_source
 
     try:
         cfg = load_scenario(name)
     except ConfigError as err:
         return None, f"--scenarios: {err}"
-    except OSError as err:  # a directory, an unreadable file
-        return None, (
-            f"--scenarios {name}: cannot read it ({err.strerror or err}); give a scenario name "
-            "or a readable .yaml file"
-        )
     guests = cfg.expanded_guests()
     sources = sorted({g.workload.trace_source for g in guests if g.workload.kind == "trace"})
     for source in sources:
         try:
-            bank = load_bank(source)
-        except (ConfigError, OSError, ValueError) as err:
+            check_source(source)
+        except ConfigError as err:
             return None, f"--scenarios {name}: {err}"
-        except Exception as err:  # e.g. zipfile.BadZipFile: whatever a bad file raises
-            return None, (
-                f"--scenarios {name}: workload.trace_source {source!r} cannot be read "
-                f"({type(err).__name__}: {err}); use 'sample', a TraceBank .npz file or a "
-                "directory of trace files"
-            )
-        lo, hi = bank.pools[trace_split]
-        if hi <= lo:
-            return None, (
-                f"--trace-split {trace_split}: the trace_source {source!r} of scenario {name} "
-                f"has no {trace_split} VMs; choose another --trace-split or add traces"
-            )
+        try:
+            check_source(source, trace_split)
+        except ConfigError as err:
+            return None, f"--trace-split {trace_split}: scenario {name}: {err}"
     try:  # whatever else the env would refuse, refused now
         params_from_scenario(cfg, None, trace_split)
-    except (ConfigError, OSError, ValueError) as err:
+    except (ConfigError, ValueError) as err:
         return None, f"--scenarios {name}: {err}"
     return cfg.name, None
 

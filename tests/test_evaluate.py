@@ -404,7 +404,7 @@ def test_empty_trace_split_fails_before_any_output(
     with pytest.raises(SystemExit) as exc:
         main(["--agents", "static", "--scenarios", str(scenario), *TINY, "--out", str(out)])
     assert exc.value.code == 2
-    _assert_one_line_error(capsys.readouterr().err, "has no heldout VMs")
+    _assert_one_line_error(capsys.readouterr().err, "trace split 'heldout' of trace_source")
     assert not out.exists()
 
 
@@ -421,7 +421,7 @@ def test_empty_trace_split_names_the_split(
     with pytest.raises(SystemExit) as exc:
         main(["--scenarios", "trace-replay", *TINY, "--out", str(out)])
     assert exc.value.code == 2
-    _assert_one_line_error(capsys.readouterr().err, "--trace-split heldout: the trace_source")
+    _assert_one_line_error(capsys.readouterr().err, "--trace-split heldout: scenario trace-replay")
     assert not out.exists()
 
 
