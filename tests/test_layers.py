@@ -51,6 +51,14 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _python_prints(code: str) -> str:
+    """What a fresh interpreter prints running ``code`` in the repository root."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return proc.stdout.strip()
+
+
 def _offending(paths: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
     bad = {}
     for path in paths:
@@ -91,10 +99,7 @@ def test_importing_the_core_loads_no_adapter_and_no_gymnasium(module: str) -> No
         "or m.startswith('balloon_gym.agents') or m.startswith('balloon_gym.training')]\n"
         "print(','.join(sorted(loaded)))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert proc.stdout.strip() == ""
+    assert _python_prints(code) == ""
 
 
 def test_import_balloon_gym_still_registers_every_id_for_gymnasium() -> None:
@@ -106,10 +111,7 @@ def test_import_balloon_gym_still_registers_every_id_for_gymnasium() -> None:
         "env = gym.make(balloon_gym.ENV_IDS[0])\n"
         "print(type(env.unwrapped).__name__)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert proc.stdout.strip() == "BalloonEnv"
+    assert _python_prints(code) == "BalloonEnv"
 
 
 def test_autoreset_is_written_once_in_the_batch_runner() -> None:
